@@ -1,0 +1,124 @@
+/* pa_os.c - owns every system call of the PageArena: mmap/munmap/madvise with
+ * their counters, the coarse clock, the leaf lock's slow path and the
+ * malloc-free stderr message writer. */
+#define _GNU_SOURCE
+#include "arena/pa_os.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+_Atomic uint64_t pa_os_nmap, pa_os_nunmap, pa_os_nmadvise;
+
+static void count(_Atomic uint64_t *c) {
+    atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+void *pa_os_map(size_t size, size_t align) {
+    if (align < PA_PAGE)
+        align = PA_PAGE;
+    size_t over = align > PA_PAGE ? align - PA_PAGE : 0;
+    if (size + over < size)
+        return NULL;
+    int saved = errno;
+    char *p = mmap(NULL, size + over, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+        errno = saved;
+        return NULL;
+    }
+    count(&pa_os_nmap);
+    if (over) {
+        uintptr_t a = ((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1);
+        size_t head = a - (uintptr_t)p, tail = over - head;
+        if (head)
+            munmap(p, head);
+        if (tail)
+            munmap((char *)a + size, tail);
+        p = (char *)a;
+    }
+    return p;
+}
+
+void pa_os_unmap(void *p, size_t size) {
+    if (size == 0)
+        return;
+    count(&pa_os_nunmap);
+    munmap(p, size);
+}
+
+void pa_os_purge(void *p, size_t size) {
+    count(&pa_os_nmadvise);
+    madvise(p, size, MADV_DONTNEED);
+}
+
+void pa_os_purge_lazy(void *p, size_t size) {
+    count(&pa_os_nmadvise);
+    if (madvise(p, size, MADV_FREE) != 0)
+        madvise(p, size, MADV_DONTNEED);
+}
+
+void pa_os_hugepage(void *p, size_t size) {
+    count(&pa_os_nmadvise);
+    madvise(p, size, MADV_HUGEPAGE);
+}
+
+uint64_t pa_os_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void pa_lock_slow(pa_lock_t *l) {
+    for (unsigned spins = 0;; spins++) {
+        if (atomic_load_explicit(&l->held, memory_order_relaxed) == 0 &&
+            !atomic_exchange_explicit(&l->held, 1, memory_order_acquire))
+            return;
+        if (spins < 64)
+            __builtin_ia32_pause();
+        else
+            sched_yield();
+    }
+}
+
+void pa_msg_str(pa_msg *m, const char *s) {
+    while (*s && m->n < sizeof m->buf - 2)
+        m->buf[m->n++] = *s++;
+}
+
+void pa_msg_u64(pa_msg *m, uint64_t v) {
+    char t[24];
+    int i = 0;
+    do {
+        t[i++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (i && m->n < sizeof m->buf - 2)
+        m->buf[m->n++] = t[--i];
+}
+
+void pa_msg_ptr(pa_msg *m, const void *p) {
+    static const char hex[] = "0123456789abcdef";
+    uintptr_t v = (uintptr_t)p;
+    char t[20];
+    int i = 0;
+    do {
+        t[i++] = hex[v & 15];
+        v >>= 4;
+    } while (v);
+    pa_msg_str(m, "0x");
+    while (i && m->n < sizeof m->buf - 2)
+        m->buf[m->n++] = t[--i];
+}
+
+void pa_msg_emit(pa_msg *m) {
+    m->buf[m->n++] = '\n';
+    int saved = errno;
+    ssize_t r = write(2, m->buf, m->n);
+    (void)r;
+    errno = saved;
+    m->n = 0;
+}

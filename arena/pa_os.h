@@ -1,0 +1,60 @@
+/* pa_os.h - OS primitives of the PageArena (defined in pa_os.c): page-aligned
+ * mappings, purges, the leaf lock, a malloc-free message writer, the clock. */
+#ifndef PA_OS_H
+#define PA_OS_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PA_PAGE ((size_t)4096)
+#define PA_LIKELY(x) __builtin_expect(!!(x), 1)
+#define PA_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define PA_INTERNAL __attribute__((visibility("hidden")))
+
+/* Map `size` bytes aligned to `align` (a power of two >= 4 KiB).  Fresh
+ * mappings read as zero.  NULL when the OS refuses. */
+void *pa_os_map(size_t size, size_t align);
+void pa_os_unmap(void *p, size_t size);
+/* Give the pages back to the OS but keep the range mapped; it reads as zero
+ * afterwards (MADV_DONTNEED). */
+void pa_os_purge(void *p, size_t size);
+/* MADV_FREE: the kernel may reclaim lazily; contents become undefined. */
+void pa_os_purge_lazy(void *p, size_t size);
+void pa_os_hugepage(void *p, size_t size);
+
+/* Counters, read by the statistics table. */
+extern _Atomic uint64_t pa_os_nmap, pa_os_nunmap, pa_os_nmadvise;
+
+/* Monotonic milliseconds (coarse clock, vDSO, no syscall). */
+uint64_t pa_os_now_ms(void);
+
+/* A leaf lock: held for a few instructions, never across a call that can take
+ * another lock.  Re-initialised in a fork child. */
+typedef struct { atomic_int held; } pa_lock_t;
+void pa_lock_slow(pa_lock_t *l);
+static inline void pa_lock(pa_lock_t *l) {
+    if (PA_UNLIKELY(atomic_exchange_explicit(&l->held, 1, memory_order_acquire)))
+        pa_lock_slow(l);
+}
+static inline void pa_unlock(pa_lock_t *l) {
+    atomic_store_explicit(&l->held, 0, memory_order_release);
+}
+/* In a fork child: true when the lock was held at fork time (the structure it
+ * guards may be half-updated).  Leaves the lock free. */
+static inline bool pa_lock_reset(pa_lock_t *l) {
+    bool was = atomic_load_explicit(&l->held, memory_order_relaxed) != 0;
+    atomic_store_explicit(&l->held, 0, memory_order_relaxed);
+    return was;
+}
+
+/* Message building without malloc or stdio: append to a fixed buffer. */
+typedef struct { char buf[256]; size_t n; } pa_msg;
+void pa_msg_str(pa_msg *m, const char *s);
+void pa_msg_u64(pa_msg *m, uint64_t v);
+void pa_msg_ptr(pa_msg *m, const void *p);
+/* Write the message plus a newline to stderr in one write(2). */
+void pa_msg_emit(pa_msg *m);
+
+#endif

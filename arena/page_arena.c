@@ -1,0 +1,550 @@
+/* page_arena.c - owns the PageArena's tiers and policies: the hot stack and
+ * its per-thread caches, the warm buckets, the odd-range set, cold mapping,
+ * overflow, decay, zero tracking, the handed-out/cached state of every page
+ * (through the page map), fork and thread-exit handling, and the counters.
+ *
+ * Locking: one leaf lock guards the shared tiers.  Under it the code only
+ * moves entries; every system call (munmap of purged spans, page-map leaf
+ * mapping) happens after it is released. */
+#define _GNU_SOURCE
+#include "arena/page_arena.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "arena/options.h"
+#include "arena/pa_meta.h"
+
+#define SZ_64K ((size_t)64 << 10)
+#define SZ_128K ((size_t)128 << 10)
+#define SZ_2M ((size_t)2 << 20)
+#define TLS_HOT 16     /* pages in each thread's hot cache */
+#define ODD_MAX 4096   /* entries in the odd-range set */
+#define VICTIMS 32     /* spans released per pass outside the lock */
+
+typedef struct { uintptr_t addr; uint64_t t; bool zero; } pa_span;
+typedef struct {
+    pa_span *v;
+    uint32_t cap, bot, n; /* ring: bottom = oldest, top = newest (LIFO end) */
+    size_t span;
+} pa_ring;
+typedef struct { uintptr_t addr; size_t len; uint64_t t; bool zero; } pa_range;
+typedef struct { uintptr_t addr; size_t len; } pa_victim;
+typedef struct { pa_victim v[VICTIMS]; unsigned n; } pa_victims;
+
+enum { R_HOT, R_64K, R_128K, R_2M, R_COUNT };
+
+static struct {
+    pa_lock_t lock;
+    pa_ring ring[R_COUNT];
+    pa_range *odd;
+    uint32_t odd_n;
+    size_t odd_bytes, odd_cap;
+    uint64_t decay_ms, last_decay;
+    bool enabled, thp;
+    /* counters, under the lock */
+    uint64_t hot_hits, hot_misses, warm_hits, warm_misses, odd_hits,
+        purged_spans, decayed_spans;
+} g;
+
+static _Atomic uint64_t tls_bytes, tls_hits, bytes_out, cold_maps, cold_unmaps;
+static atomic_int init_state; /* 0 new, 1 running, 2 ready, 3 failed */
+static pthread_key_t tls_key;
+
+static __thread struct {
+    uint32_t n;
+    bool registered;
+    uintptr_t v[TLS_HOT];
+} pa_tls __attribute__((tls_model("initial-exec")));
+
+static void count_add(_Atomic uint64_t *c, int64_t d) {
+    atomic_fetch_add_explicit(c, (uint64_t)d, memory_order_relaxed);
+}
+
+/* ---- rings (hot and warm tiers) ---------------------------------------- */
+
+static pa_ring *ring_for(size_t size, uintptr_t addr_or_align) {
+    switch (size) {
+    case PA_PAGE: return &g.ring[R_HOT];
+    case SZ_64K: return &g.ring[R_64K];
+    case SZ_128K: return &g.ring[R_128K];
+    case SZ_2M: /* on free: only 2 MiB-aligned spans; on alloc: any align */
+        return (addr_or_align & (SZ_2M - 1)) == 0 || addr_or_align <= SZ_2M
+                   ? &g.ring[R_2M] : NULL;
+    default: return NULL;
+    }
+}
+
+static size_t ring_bytes(const pa_ring *r) { return (size_t)r->n * r->span; }
+
+/* Pop the newest span if it satisfies `align`. */
+static bool ring_pop(pa_ring *r, size_t align, pa_span *out) {
+    if (!r->n)
+        return false;
+    uint32_t top = (r->bot + r->n - 1) % r->cap;
+    if (r->v[top].addr & (align - 1))
+        return false;
+    *out = r->v[top];
+    r->n--;
+    return true;
+}
+
+/* Push a span; when full, the oldest is evicted into `vic`.  False if the
+ * tier has no capacity at all (the span itself becomes a victim). */
+static bool ring_push(pa_ring *r, pa_span s, pa_victims *vic) {
+    if (r->cap == 0)
+        return false;
+    if (r->n == r->cap) {
+        if (vic->n == VICTIMS)
+            return false;
+        vic->v[vic->n++] = (pa_victim){r->v[r->bot].addr, r->span};
+        r->bot = (r->bot + 1) % r->cap;
+        r->n--;
+        g.purged_spans++;
+    }
+    r->v[(r->bot + r->n) % r->cap] = s;
+    r->n++;
+    return true;
+}
+
+/* ---- odd ranges: address-ordered, coalescing, best fit ----------------- */
+
+static uint32_t odd_search(uintptr_t a) { /* first index with addr > a */
+    uint32_t lo = 0, hi = g.odd_n;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (g.odd[mid].addr <= a)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static void odd_remove(uint32_t i) {
+    g.odd_bytes -= g.odd[i].len;
+    memmove(&g.odd[i], &g.odd[i + 1], (g.odd_n - i - 1) * sizeof(pa_range));
+    g.odd_n--;
+}
+
+static bool odd_insert(uintptr_t a, size_t len, bool zero, uint64_t now) {
+    uint32_t i = odd_search(a);
+    bool prev = i > 0 && g.odd[i - 1].addr + g.odd[i - 1].len == a;
+    bool next = i < g.odd_n && a + len == g.odd[i].addr;
+    if (prev) {
+        pa_range *p = &g.odd[i - 1];
+        p->len += len;
+        p->zero = p->zero && zero;
+        p->t = now;
+        g.odd_bytes += len;
+        if (next) {
+            p->len += g.odd[i].len;
+            p->zero = p->zero && g.odd[i].zero;
+            g.odd_bytes += g.odd[i].len;
+            odd_remove(i);
+        }
+        return true;
+    }
+    if (next) {
+        pa_range *n = &g.odd[i];
+        n->addr = a;
+        n->len += len;
+        n->zero = n->zero && zero;
+        n->t = now;
+        g.odd_bytes += len;
+        return true;
+    }
+    if (g.odd_n == ODD_MAX)
+        return false;
+    memmove(&g.odd[i + 1], &g.odd[i], (g.odd_n - i) * sizeof(pa_range));
+    g.odd[i] = (pa_range){a, len, now, zero};
+    g.odd_n++;
+    g.odd_bytes += len;
+    return true;
+}
+
+/* Carve [start, start+size) out of entry i; the pieces left stay cached. */
+static void odd_carve(uint32_t i, uintptr_t start, size_t size, pa_victims *vic) {
+    pa_range e = g.odd[i];
+    odd_remove(i);
+    uintptr_t end = start + size, e_end = e.addr + e.len;
+    if (start > e.addr && !odd_insert(e.addr, start - e.addr, e.zero, e.t) &&
+        vic->n < VICTIMS)
+        vic->v[vic->n++] = (pa_victim){e.addr, start - e.addr};
+    if (e_end > end && !odd_insert(end, e_end - end, e.zero, e.t) && vic->n < VICTIMS)
+        vic->v[vic->n++] = (pa_victim){end, e_end - end};
+}
+
+static uintptr_t odd_take(size_t size, size_t align, bool *zero, pa_victims *vic) {
+    uint32_t best = UINT32_MAX;
+    size_t best_len = SIZE_MAX;
+    uintptr_t best_start = 0;
+    for (uint32_t i = 0; i < g.odd_n; i++) {
+        const pa_range *e = &g.odd[i];
+        if (e->len < size || e->len >= best_len)
+            continue;
+        uintptr_t start = (e->addr + align - 1) & ~(uintptr_t)(align - 1);
+        if (start + size <= e->addr + e->len) {
+            best = i;
+            best_len = e->len;
+            best_start = start;
+        }
+    }
+    if (best == UINT32_MAX)
+        return 0;
+    *zero = g.odd[best].zero;
+    odd_carve(best, best_start, size, vic);
+    return best_start;
+}
+
+/* Evict odd ranges while over the byte cap, oldest first. */
+static void odd_enforce_cap(pa_victims *vic) {
+    while (g.odd_bytes > g.odd_cap && g.odd_n && vic->n < VICTIMS) {
+        uint32_t old = 0;
+        for (uint32_t i = 1; i < g.odd_n; i++)
+            if (g.odd[i].t < g.odd[old].t)
+                old = i;
+        vic->v[vic->n++] = (pa_victim){g.odd[old].addr, g.odd[old].len};
+        odd_remove(old);
+        g.purged_spans++;
+    }
+}
+
+/* ---- decay ------------------------------------------------------------- */
+
+static void decay_locked(uint64_t now, bool force, pa_victims *vic) {
+    if (!g.decay_ms && !force)
+        return;
+    uint64_t period = g.decay_ms / 4 ? g.decay_ms / 4 : 1;
+    if (!force && now - g.last_decay < period)
+        return;
+    for (unsigned k = 0; k < R_COUNT; k++) {
+        pa_ring *r = &g.ring[k];
+        while (r->n && vic->n < VICTIMS &&
+               (force || r->v[r->bot].t + g.decay_ms <= now)) {
+            vic->v[vic->n++] = (pa_victim){r->v[r->bot].addr, r->span};
+            r->bot = (r->bot + 1) % r->cap;
+            r->n--;
+            g.decayed_spans++;
+        }
+    }
+    for (uint32_t i = 0; i < g.odd_n && vic->n < VICTIMS;) {
+        if (force || g.odd[i].t + g.decay_ms <= now) {
+            vic->v[vic->n++] = (pa_victim){g.odd[i].addr, g.odd[i].len};
+            odd_remove(i);
+            g.decayed_spans++;
+        } else {
+            i++;
+        }
+    }
+    if (vic->n < VICTIMS)
+        g.last_decay = now; /* finished; otherwise the next call goes on */
+}
+
+/* Victims are out of every tier; give them back to the OS. */
+static void release(pa_victims *vic) {
+    for (unsigned i = 0; i < vic->n; i++) {
+        pa_pagemap_set((void *)vic->v[i].addr, vic->v[i].len, NULL);
+        pa_os_unmap((void *)vic->v[i].addr, vic->v[i].len);
+        count_add(&cold_unmaps, 1);
+    }
+    vic->n = 0;
+}
+
+/* ---- lifecycle --------------------------------------------------------- */
+
+static void tls_destructor(void *unused) { pa_thread_flush(); }
+
+static void fork_child(void) {
+    if (pa_lock_reset(&g.lock)) {
+        /* A thread was inside the lock: its update may be half done.  Drop
+         * the caches (their pages stay mapped and marked cached: leaked in
+         * this child, never handed out twice). */
+        for (unsigned k = 0; k < R_COUNT; k++)
+            g.ring[k].n = 0;
+        g.odd_n = 0;
+        g.odd_bytes = 0;
+    }
+    pa_meta_fork_child();
+}
+
+static bool init_slow(void) {
+    int expect = 0;
+    if (!atomic_compare_exchange_strong(&init_state, &expect, 1)) {
+        while ((expect = atomic_load(&init_state)) == 1)
+            __builtin_ia32_pause();
+        return expect == 2;
+    }
+    hak_options_init();
+    g.enabled = hak_opt(OPT_PA_ENABLE) != 0;
+    g.thp = hak_opt(OPT_PA_THP) != 0;
+    g.decay_ms = hak_opt(OPT_PA_DECAY_MS);
+    g.odd_cap = (size_t)hak_opt(OPT_PA_ODD_CAP_MB) << 20;
+    const uint64_t caps[R_COUNT] = {hak_opt(OPT_PA_HOT_SIZE), hak_opt(OPT_PA_WARM_64K),
+                                    hak_opt(OPT_PA_WARM_128K), hak_opt(OPT_PA_WARM_2M)};
+    const size_t spans[R_COUNT] = {PA_PAGE, SZ_64K, SZ_128K, SZ_2M};
+    size_t slots = 0;
+    for (unsigned k = 0; k < R_COUNT; k++)
+        slots += caps[k];
+    size_t bytes = slots * sizeof(pa_span) + ODD_MAX * sizeof(pa_range);
+    bytes = (bytes + PA_PAGE - 1) & ~(PA_PAGE - 1);
+    char *mem = pa_os_map(bytes, PA_PAGE);
+    if (!mem) {
+        atomic_store(&init_state, 3);
+        return false;
+    }
+    g.odd = (pa_range *)mem;
+    pa_span *v = (pa_span *)(mem + ODD_MAX * sizeof(pa_range));
+    for (unsigned k = 0; k < R_COUNT; k++) {
+        g.ring[k] = (pa_ring){v, (uint32_t)caps[k], 0, 0, spans[k]};
+        v += caps[k];
+    }
+    g.last_decay = pa_os_now_ms();
+    atomic_store_explicit(&init_state, 2, memory_order_release);
+    /* Registration last: pthread_atfork may call malloc, which may be ours
+     * and may land here again; the arena is ready by then. */
+    pthread_key_create(&tls_key, tls_destructor);
+    pthread_atfork(NULL, NULL, fork_child);
+    return true;
+}
+
+bool pa_init(void) {
+    if (PA_LIKELY(atomic_load_explicit(&init_state, memory_order_acquire) == 2))
+        return true;
+    return init_slow();
+}
+
+/* ---- alloc / free ------------------------------------------------------ */
+
+static bool valid_request(size_t size, size_t align) {
+    return size && !(size & (PA_PAGE - 1)) && !(align & (align - 1)) &&
+           size <= ((size_t)1 << PM_VA_BITS);
+}
+
+static void *finish_alloc(uintptr_t a, size_t size, const pa_desc *owner,
+                          bool z, bool *zero) {
+    pa_pagemap_set((void *)a, size, owner); /* leaves exist: it was mapped */
+    count_add(&bytes_out, (int64_t)size);
+    *zero = z;
+    return (void *)a;
+}
+
+void *pa_alloc(size_t size, size_t align, const pa_desc *owner, bool *zero,
+               unsigned flags) {
+    if (align < PA_PAGE)
+        align = PA_PAGE;
+    if (!valid_request(size, align) || !pa_init())
+        return NULL;
+    if (!owner)
+        owner = &pa_desc_raw;
+    uintptr_t a = 0;
+    bool z = false;
+    if (g.enabled) {
+        if (size == PA_PAGE && !(flags & PA_F_NOTLS) && pa_tls.n) {
+            a = pa_tls.v[--pa_tls.n];
+            count_add(&tls_bytes, -(int64_t)PA_PAGE);
+            count_add(&tls_hits, 1);
+            return finish_alloc(a, size, owner, false, zero);
+        }
+        pa_victims vic = {.n = 0};
+        uint64_t now = pa_os_now_ms();
+        pa_lock(&g.lock);
+        pa_ring *r = ring_for(size, align);
+        pa_span s;
+        if (r && ring_pop(r, align, &s)) {
+            a = s.addr;
+            z = s.zero;
+            *(r == &g.ring[R_HOT] ? &g.hot_hits : &g.warm_hits) += 1;
+        } else {
+            if (r)
+                *(r == &g.ring[R_HOT] ? &g.hot_misses : &g.warm_misses) += 1;
+            a = odd_take(size, align, &z, &vic);
+            if (a)
+                g.odd_hits++;
+        }
+        decay_locked(now, false, &vic);
+        pa_unlock(&g.lock);
+        release(&vic);
+        if (a)
+            return finish_alloc(a, size, owner, z, zero);
+    }
+    if (flags & PA_F_CACHED_ONLY)
+        return NULL;
+    void *p = pa_os_map(size, align);
+    if (!p)
+        return NULL;
+    if (!pa_pagemap_set(p, size, owner)) {
+        pa_os_unmap(p, size);
+        return NULL;
+    }
+    count_add(&cold_maps, 1);
+    if (g.thp && size >= SZ_2M && !((uintptr_t)p & (SZ_2M - 1)))
+        pa_os_hugepage(p, size);
+    count_add(&bytes_out, (int64_t)size);
+    *zero = true;
+    return p;
+}
+
+void *pa_alloc_at(void *addr, size_t size, const pa_desc *owner, bool *zero) {
+    uintptr_t a = (uintptr_t)addr;
+    if (!valid_request(size, PA_PAGE) || (a & (PA_PAGE - 1)) || !pa_init() || !g.enabled)
+        return NULL;
+    if (!owner)
+        owner = &pa_desc_raw;
+    pa_victims vic = {.n = 0};
+    bool z = false, found = false;
+    pa_lock(&g.lock);
+    uint32_t i = odd_search(a);
+    if (i > 0 && g.odd[i - 1].addr + g.odd[i - 1].len >= a + size) {
+        z = g.odd[i - 1].zero;
+        odd_carve(i - 1, a, size, &vic);
+        g.odd_hits++;
+        found = true;
+    }
+    pa_unlock(&g.lock);
+    release(&vic);
+    return found ? finish_alloc(a, size, owner, z, zero) : NULL;
+}
+
+/* Claim [p, p+size) for the arena: every page must map to one handed-out
+ * descriptor; the first page is switched with a compare-and-swap so that of
+ * two racing frees only one wins. */
+static bool claim(void *p, size_t size) {
+    const pa_desc *d = pa_pagemap_get(p);
+    if (!d || d == &pa_desc_cached)
+        return false;
+    for (size_t off = PA_PAGE; off < size; off += PA_PAGE)
+        if (pa_pagemap_get((char *)p + off) != d)
+            return false;
+    uintptr_t a = (uintptr_t)p;
+    pm_entry *leaf = atomic_load_explicit(&pa_pagemap_root[a >> (12 + PM_LEAF_BITS)],
+                                          memory_order_acquire);
+    if (!atomic_compare_exchange_strong(&leaf[(a >> 12) & ((1u << PM_LEAF_BITS) - 1)],
+                                        &d, &pa_desc_cached))
+        return false;
+    if (size > PA_PAGE)
+        pa_pagemap_set((char *)p + PA_PAGE, size - PA_PAGE, &pa_desc_cached);
+    count_add(&bytes_out, -(int64_t)size);
+    return true;
+}
+
+int pa_free(void *p, size_t size, unsigned flags) {
+    uintptr_t a = (uintptr_t)p;
+    if (!p || (a & (PA_PAGE - 1)) || !valid_request(size, PA_PAGE) || !pa_init())
+        return EINVAL;
+    if (!claim(p, size))
+        return EINVAL;
+    if (!g.enabled) {
+        pa_victims vic = {.n = 1, .v = {{a, size}}};
+        release(&vic);
+        return 0;
+    }
+    if (size == PA_PAGE && !(flags & PA_F_NOTLS)) {
+        if (PA_UNLIKELY(!pa_tls.registered)) {
+            pa_tls.registered = true; /* first: setspecific may call malloc */
+            pthread_setspecific(tls_key, (void *)1);
+        }
+        if (pa_tls.n < TLS_HOT) {
+            pa_tls.v[pa_tls.n++] = a;
+            count_add(&tls_bytes, (int64_t)PA_PAGE);
+            return 0;
+        }
+    }
+    pa_victims vic = {.n = 0};
+    uint64_t now = pa_os_now_ms();
+    pa_span s = {a, now, false};
+    pa_lock(&g.lock);
+    pa_ring *r = ring_for(size, a);
+    if (!(r && ring_push(r, s, &vic)) && !odd_insert(a, size, false, now))
+        vic.v[vic.n++] = (pa_victim){a, size}; /* room was made for it above */
+    odd_enforce_cap(&vic);
+    decay_locked(now, false, &vic);
+    pa_unlock(&g.lock);
+    release(&vic);
+    return 0;
+}
+
+void pa_purge_range(void *p, size_t size) { pa_os_purge(p, size); }
+
+void pa_thread_flush(void) {
+    if (atomic_load(&init_state) != 2 || !pa_tls.n)
+        return;
+    pa_victims vic = {.n = 0};
+    uint64_t now = pa_os_now_ms();
+    pa_lock(&g.lock);
+    while (pa_tls.n) {
+        uintptr_t a = pa_tls.v[--pa_tls.n];
+        count_add(&tls_bytes, -(int64_t)PA_PAGE);
+        if (!ring_push(&g.ring[R_HOT], (pa_span){a, now, false}, &vic) &&
+            !odd_insert(a, PA_PAGE, false, now)) {
+            if (vic.n == VICTIMS) {
+                pa_tls.n++; /* keep it; flush again next time */
+                break;
+            }
+            vic.v[vic.n++] = (pa_victim){a, PA_PAGE};
+        }
+    }
+    odd_enforce_cap(&vic);
+    pa_unlock(&g.lock);
+    release(&vic);
+}
+
+static void purge_pass(bool force) {
+    pa_victims vic;
+    do {
+        vic.n = 0;
+        pa_lock(&g.lock);
+        if (force)
+            g.last_decay = 0;
+        decay_locked(pa_os_now_ms(), force, &vic);
+        pa_unlock(&g.lock);
+        unsigned n = vic.n;
+        release(&vic);
+        if (n < VICTIMS)
+            break;
+    } while (1);
+}
+
+void pa_purge_all(void) {
+    if (!pa_init())
+        return;
+    pa_thread_flush();
+    purge_pass(true);
+}
+
+void pa_decay_now(void) {
+    if (!pa_init())
+        return;
+    pa_lock(&g.lock);
+    g.last_decay = 0;
+    pa_unlock(&g.lock);
+    purge_pass(false);
+}
+
+void pa_stats_get(pa_stats *o) {
+    memset(o, 0, sizeof *o);
+    if (atomic_load(&init_state) == 2) {
+        pa_lock(&g.lock);
+        o->hot_hits = g.hot_hits;
+        o->hot_misses = g.hot_misses;
+        o->warm_hits = g.warm_hits;
+        o->warm_misses = g.warm_misses;
+        o->odd_hits = g.odd_hits;
+        o->purged_spans = g.purged_spans;
+        o->decayed_spans = g.decayed_spans;
+        o->hot_bytes = ring_bytes(&g.ring[R_HOT]);
+        o->warm_bytes = ring_bytes(&g.ring[R_64K]) + ring_bytes(&g.ring[R_128K]) +
+                        ring_bytes(&g.ring[R_2M]);
+        o->odd_bytes = g.odd_bytes;
+        pa_unlock(&g.lock);
+    }
+    o->hot_hits += atomic_load_explicit(&tls_hits, memory_order_relaxed);
+    o->tls_bytes = atomic_load_explicit(&tls_bytes, memory_order_relaxed);
+    o->cold_maps = atomic_load_explicit(&cold_maps, memory_order_relaxed);
+    o->cold_unmaps = atomic_load_explicit(&cold_unmaps, memory_order_relaxed);
+    o->bytes_cached = o->hot_bytes + o->warm_bytes + o->odd_bytes + o->tls_bytes;
+    o->bytes_out = atomic_load_explicit(&bytes_out, memory_order_relaxed);
+    o->meta_bytes = atomic_load_explicit(&pa_meta_bytes, memory_order_relaxed);
+    o->pagemap_bytes = atomic_load_explicit(&pa_pagemap_bytes, memory_order_relaxed);
+}

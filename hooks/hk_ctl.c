@@ -1,0 +1,195 @@
+/* hk_ctl.c - owns introspection: the one statistics table (names, meaning,
+ * where each value comes from), hak_mallctl over it and over the options
+ * table, and hak_stats_print (text and JSON from the same table).
+ * Built twice: with HK_WITH_POOLS for libhakmem, without for libhakmem_hooks. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "arena/options.h"
+#include "arena/page_arena.h"
+#include "hakmem.h"
+#include "hooks/hk_extent.h"
+#if HK_WITH_POOLS
+#include "pools/pool.h"
+void hk_large_stats(uint64_t *nmalloc, uint64_t *nfree);
+#endif
+
+#define HK_EXPORT __attribute__((visibility("default")))
+
+/* Everything the table reads, gathered once per query. */
+typedef struct hk_snapshot {
+    pa_stats pa;
+    uint64_t madvise;
+    hk_hook_stats hooks;
+#if HK_WITH_POOLS
+    pool_stats pool[POOL_COUNT];
+    uint64_t large_nmalloc, large_nfree;
+#endif
+} hk_snapshot;
+
+static void snapshot(hk_snapshot *s) {
+    pa_stats_get(&s->pa);
+    s->madvise = atomic_load_explicit(&pa_os_nmadvise, memory_order_relaxed);
+    hk_hook_stats_get(&s->hooks);
+#if HK_WITH_POOLS
+    pool_stats_get(s->pool);
+    hk_large_stats(&s->large_nmalloc, &s->large_nfree);
+#endif
+}
+
+typedef struct { const char *name; size_t off; const char *doc; } hk_stat;
+#define PA(f) offsetof(hk_snapshot, pa.f)
+#define HK(f) offsetof(hk_snapshot, hooks.f)
+#define POOL(p, f) offsetof(hk_snapshot, pool[p].f)
+
+static const hk_stat stat_table[] = {
+    {"stats.page_arena.hot.hits", PA(hot_hits), "4 KiB pages served from the hot tier"},
+    {"stats.page_arena.hot.misses", PA(hot_misses), "4 KiB requests the hot stack could not serve"},
+    {"stats.page_arena.hot.bytes", PA(hot_bytes), "bytes in the shared hot stack"},
+    {"stats.page_arena.hot.tls_bytes", PA(tls_bytes), "bytes in per-thread hot caches"},
+    {"stats.page_arena.warm.hits", PA(warm_hits), "64K/128K/2M spans served from the warm tier"},
+    {"stats.page_arena.warm.misses", PA(warm_misses), "warm-size requests the warm tier could not serve"},
+    {"stats.page_arena.warm.bytes", PA(warm_bytes), "bytes in the warm buckets"},
+    {"stats.page_arena.odd.hits", PA(odd_hits), "requests served from cached odd-sized ranges"},
+    {"stats.page_arena.odd.bytes", PA(odd_bytes), "bytes in the odd-range set"},
+    {"stats.page_arena.cold.maps", PA(cold_maps), "OS mappings made for spans"},
+    {"stats.page_arena.cold.unmaps", PA(cold_unmaps), "cached spans returned to the OS"},
+    {"stats.page_arena.purged", PA(purged_spans), "spans returned to the OS because a tier was full"},
+    {"stats.page_arena.decayed", PA(decayed_spans), "spans returned to the OS by decay or purge"},
+    {"stats.page_arena.madvise", offsetof(hk_snapshot, madvise), "madvise calls"},
+    {"stats.page_arena.bytes_cached", PA(bytes_cached), "bytes cached in every tier"},
+    {"stats.page_arena.bytes_out", PA(bytes_out), "bytes handed out to clients"},
+    {"stats.page_arena.meta_bytes", PA(meta_bytes), "bytes of metadata pages"},
+    {"stats.page_arena.pagemap_bytes", PA(pagemap_bytes), "bytes of page map leaves"},
+    {"stats.hooks.alloc_calls", HK(alloc_calls), "extent alloc hook calls"},
+    {"stats.hooks.dalloc_calls", HK(dalloc_calls), "extent dalloc/destroy hook calls"},
+    {"stats.hooks.forwarded_calls", HK(forwarded_calls), "hook calls forwarded to an arena's previous hooks"},
+    {"stats.hooks.bytes_active", HK(bytes_active), "bytes held by jemalloc arenas through the hooks"},
+#if HK_WITH_POOLS
+#define POOL_ROWS(p, name)                                                              \
+    {"stats." name ".allocated", POOL(p, allocated), "bytes of slabs/runs held"},      \
+    {"stats." name ".active", POOL(p, active), "bytes of blocks in use"},              \
+    {"stats." name ".nmalloc", POOL(p, nmalloc), "blocks allocated"},                  \
+    {"stats." name ".nfree", POOL(p, nfree), "blocks freed"},                          \
+    {"stats." name ".slabs", POOL(p, slabs), "slabs/runs held"}
+    POOL_ROWS(POOL_TINY, "tiny"),
+    POOL_ROWS(POOL_MID, "mid"),
+    POOL_ROWS(POOL_L25, "l25"),
+    {"stats.large.nmalloc", offsetof(hk_snapshot, large_nmalloc), "allocations sent to the hooked jemalloc arenas"},
+    {"stats.large.nfree", offsetof(hk_snapshot, large_nfree), "frees sent to the hooked jemalloc arenas"},
+#endif
+};
+#define N_STATS (sizeof stat_table / sizeof stat_table[0])
+
+static uint64_t stat_value(const hk_snapshot *s, const hk_stat *e) {
+    uint64_t v;
+    memcpy(&v, (const char *)s + e->off, sizeof v);
+    return v;
+}
+
+static int read_u64(uint64_t v, void *oldp, size_t *oldlenp) {
+    if (oldp && oldlenp) {
+        if (*oldlenp != sizeof(uint64_t))
+            return EINVAL;
+        memcpy(oldp, &v, sizeof v);
+    }
+    return 0;
+}
+
+HK_EXPORT int hak_mallctl(const char *name, void *oldp, size_t *oldlenp,
+                          void *newp, size_t newlen) {
+    if (!name)
+        return EINVAL;
+    pa_init();
+    if (strncmp(name, "opt.", 4) == 0) {
+        for (unsigned i = 0; i < OPT_COUNT; i++)
+            if (strcmp(name + 4, hak_options[i].name) == 0)
+                return newp ? EPERM : read_u64(hak_opt((enum hak_opt_id)i), oldp, oldlenp);
+        return ENOENT;
+    }
+    if (strncmp(name, "stats.", 6) == 0) {
+        for (unsigned i = 0; i < N_STATS; i++)
+            if (strcmp(name, stat_table[i].name) == 0) {
+                if (newp)
+                    return EPERM;
+                hk_snapshot s;
+                snapshot(&s);
+                return read_u64(stat_value(&s, &stat_table[i]), oldp, oldlenp);
+            }
+        return ENOENT;
+    }
+    if (strcmp(name, "page_arena.purge") == 0 || strcmp(name, "page_arena.decay") == 0) {
+        if (oldp || oldlenp || newp || newlen)
+            return EINVAL;
+        if (name[11] == 'p')
+            pa_purge_all();
+        else
+            pa_decay_now();
+        return 0;
+    }
+    if (strcmp(name, "arena.create") == 0) {
+        if (!oldp || !oldlenp || *oldlenp != sizeof(unsigned) || newp)
+            return EINVAL;
+        return hak_arena_create(oldp);
+    }
+    return ENOENT;
+}
+
+/* ---- printing -------------------------------------------------------------- */
+
+typedef struct {
+    void (*cb)(void *, const char *);
+    void *opaque;
+} printer;
+
+static void out(printer *p, pa_msg *m) {
+    m->buf[m->n] = '\0';
+    p->cb(p->opaque, m->buf);
+    m->n = 0;
+}
+
+static void write_stderr(void *unused, const char *s) {
+    ssize_t r = write(2, s, strlen(s));
+    (void)r;
+}
+
+static void print_row(printer *pr, bool json, bool first, const char *name, uint64_t v) {
+    pa_msg m = {.n = 0};
+    if (json) {
+        pa_msg_str(&m, first ? "\n    \"" : ",\n    \"");
+        pa_msg_str(&m, name);
+        pa_msg_str(&m, "\": ");
+    } else {
+        pa_msg_str(&m, name);
+        pa_msg_str(&m, ": ");
+    }
+    pa_msg_u64(&m, v);
+    if (!json)
+        pa_msg_str(&m, "\n");
+    out(pr, &m);
+}
+
+HK_EXPORT void hak_stats_print(void (*write_cb)(void *, const char *), void *cbopaque,
+                               const char *opts) {
+    printer pr = {write_cb ? write_cb : write_stderr, cbopaque};
+    bool json = opts && strchr(opts, 'J');
+    pa_init();
+    hk_snapshot s;
+    snapshot(&s);
+    pr.cb(pr.opaque, json ? "{\"hakmem\": {\n  \"version\": \"" HAKMEM_VERSION "\",\n  \"opt\": {"
+                          : "___ Begin hakmem statistics ___\nversion: " HAKMEM_VERSION "\n");
+    for (unsigned i = 0; i < OPT_COUNT; i++) {
+        char name[64] = "opt.";
+        strncat(name, hak_options[i].name, sizeof name - 5);
+        print_row(&pr, json, i == 0, json ? hak_options[i].name : name,
+                  hak_opt((enum hak_opt_id)i));
+    }
+    pr.cb(pr.opaque, json ? "\n  },\n  \"stats\": {" : "");
+    for (unsigned i = 0; i < N_STATS; i++)
+        print_row(&pr, json, i == 0, json ? stat_table[i].name + 6 : stat_table[i].name,
+                  stat_value(&s, &stat_table[i]));
+    pr.cb(pr.opaque, json ? "\n  }\n}}\n" : "___ End hakmem statistics ___\n");
+}

@@ -1,0 +1,192 @@
+/* hk_extent.c - owns the nine jemalloc extent hooks over the PageArena and
+ * the public hak_extent_hooks / hak_arena_create / hak_arena_attach.
+ *
+ * Hooks run under jemalloc's locks: nothing here calls malloc, free or
+ * mallctl, and the PageArena lock they take is a leaf lock.  Ranges an arena
+ * mapped before hak_arena_attach are recognised through the page map (they
+ * are not ours) and forwarded to the arena's previous hooks. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <jemalloc/jemalloc.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "arena/page_arena.h"
+#include "hakmem.h"
+#include "hooks/hk_extent.h"
+
+#define HK_ARENA_LIMIT 4096 /* jemalloc's MALLOCX_ARENA_LIMIT */
+#define HK_EXPORT __attribute__((visibility("default")))
+
+const pa_desc hk_je_desc = {NULL, PA_KIND_JE};
+static _Atomic(extent_hooks_t *) prev_hooks[HK_ARENA_LIMIT];
+static _Atomic uint64_t n_alloc, n_dalloc, n_forward, bytes_active;
+
+static void add(_Atomic uint64_t *c, int64_t d) {
+    atomic_fetch_add_explicit(c, (uint64_t)d, memory_order_relaxed);
+}
+
+static bool ours(void *addr) { return pa_pagemap_get(addr) == &hk_je_desc; }
+
+static extent_hooks_t *prev_for(unsigned ind) {
+    if (ind >= HK_ARENA_LIMIT)
+        return NULL;
+    add(&n_forward, 1);
+    return atomic_load_explicit(&prev_hooks[ind], memory_order_acquire);
+}
+
+static void *hk_alloc(extent_hooks_t *h, void *new_addr, size_t size,
+                      size_t alignment, bool *zero, bool *commit, unsigned ind) {
+    add(&n_alloc, 1);
+    bool z = false;
+    void *p = new_addr ? pa_alloc_at(new_addr, size, &hk_je_desc, &z)
+                       : pa_alloc(size, alignment, &hk_je_desc, &z, PA_F_NOTLS);
+    if (!p)
+        return NULL; /* jemalloc reports ENOMEM; nothing is lost */
+    if (*zero && !z)
+        memset(p, 0, size);
+    else
+        *zero = z;
+    *commit = true;
+    add(&bytes_active, (int64_t)size);
+    return p;
+}
+
+static bool hk_dalloc(extent_hooks_t *h, void *addr, size_t size,
+                      bool committed, unsigned ind) {
+    add(&n_dalloc, 1);
+    if (!ours(addr)) {
+        extent_hooks_t *prev = prev_for(ind);
+        return prev && prev->dalloc ? prev->dalloc(prev, addr, size, committed, ind)
+                                    : true;
+    }
+    if (pa_free(addr, size, PA_F_NOTLS) != 0)
+        return true; /* not a range we handed out whole: jemalloc keeps it */
+    add(&bytes_active, -(int64_t)size);
+    return false;
+}
+
+static void hk_destroy(extent_hooks_t *h, void *addr, size_t size,
+                       bool committed, unsigned ind) {
+    if (!ours(addr)) {
+        extent_hooks_t *prev = prev_for(ind);
+        if (prev && prev->destroy)
+            prev->destroy(prev, addr, size, committed, ind);
+        return;
+    }
+    add(&n_dalloc, 1);
+    if (pa_free(addr, size, PA_F_NOTLS) == 0)
+        add(&bytes_active, -(int64_t)size);
+}
+
+/* Our memory is always committed; decommit is declined, so jemalloc purges
+ * instead (as its default hooks do on Linux). */
+static bool hk_commit(extent_hooks_t *h, void *addr, size_t size, size_t off,
+                      size_t len, unsigned ind) {
+    if (!ours(addr)) {
+        extent_hooks_t *prev = prev_for(ind);
+        return prev && prev->commit ? prev->commit(prev, addr, size, off, len, ind) : true;
+    }
+    return false;
+}
+
+static bool hk_decommit(extent_hooks_t *h, void *addr, size_t size, size_t off,
+                        size_t len, unsigned ind) {
+    if (!ours(addr)) {
+        extent_hooks_t *prev = prev_for(ind);
+        return prev && prev->decommit ? prev->decommit(prev, addr, size, off, len, ind)
+                                       : true;
+    }
+    return true;
+}
+
+static bool hk_purge_lazy(extent_hooks_t *h, void *addr, size_t size,
+                          size_t off, size_t len, unsigned ind) {
+    if (!ours(addr)) {
+        extent_hooks_t *prev = prev_for(ind);
+        return prev && prev->purge_lazy
+                   ? prev->purge_lazy(prev, addr, size, off, len, ind) : true;
+    }
+    pa_os_purge_lazy((char *)addr + off, len);
+    return false;
+}
+
+static bool hk_purge_forced(extent_hooks_t *h, void *addr, size_t size,
+                            size_t off, size_t len, unsigned ind) {
+    if (!ours(addr)) {
+        extent_hooks_t *prev = prev_for(ind);
+        return prev && prev->purge_forced
+                   ? prev->purge_forced(prev, addr, size, off, len, ind) : true;
+    }
+    pa_os_purge((char *)addr + off, len);
+    return false;
+}
+
+/* The PageArena takes back any page-aligned sub-range: split always works. */
+static bool hk_split(extent_hooks_t *h, void *addr, size_t size, size_t size_a,
+                     size_t size_b, bool committed, unsigned ind) {
+    if (!ours(addr)) {
+        extent_hooks_t *prev = prev_for(ind);
+        return prev && prev->split
+                   ? prev->split(prev, addr, size, size_a, size_b, committed, ind) : true;
+    }
+    return false;
+}
+
+/* Two of our ranges may merge (page-granular ownership); a range of ours
+ * never merges with a foreign one. */
+static bool hk_merge(extent_hooks_t *h, void *addr_a, size_t size_a,
+                     void *addr_b, size_t size_b, bool committed, unsigned ind) {
+    bool a = ours(addr_a), b = ours(addr_b);
+    if (a && b)
+        return false;
+    if (a || b)
+        return true;
+    extent_hooks_t *prev = prev_for(ind);
+    return prev && prev->merge
+               ? prev->merge(prev, addr_a, size_a, addr_b, size_b, committed, ind) : true;
+}
+
+static extent_hooks_t hk_hooks = {
+    hk_alloc, hk_dalloc, hk_destroy, hk_commit, hk_decommit,
+    hk_purge_lazy, hk_purge_forced, hk_split, hk_merge,
+};
+
+HK_EXPORT extent_hooks_t *hak_extent_hooks(void) { return &hk_hooks; }
+
+HK_EXPORT int hak_arena_create(unsigned *arena_ind) {
+    if (!arena_ind)
+        return EINVAL;
+    if (!pa_init())
+        return ENOMEM;
+    extent_hooks_t *h = &hk_hooks;
+    size_t sz = sizeof *arena_ind;
+    return mallctl("arenas.create", arena_ind, &sz, &h, sizeof h);
+}
+
+HK_EXPORT int hak_arena_attach(unsigned arena_ind) {
+    if (arena_ind >= HK_ARENA_LIMIT)
+        return EINVAL;
+    if (!pa_init())
+        return ENOMEM;
+    char name[64];
+    snprintf(name, sizeof name, "arena.%u.extent_hooks", arena_ind);
+    extent_hooks_t *old = NULL, *h = &hk_hooks;
+    size_t sz = sizeof old;
+    /* Read the current hooks first so forwarding works from the moment ours
+     * are installed. */
+    int err = mallctl(name, &old, &sz, NULL, 0);
+    if (err)
+        return err;
+    if (old == &hk_hooks)
+        return 0;
+    atomic_store_explicit(&prev_hooks[arena_ind], old, memory_order_release);
+    return mallctl(name, NULL, NULL, &h, sizeof h);
+}
+
+void hk_hook_stats_get(hk_hook_stats *o) {
+    o->alloc_calls = atomic_load_explicit(&n_alloc, memory_order_relaxed);
+    o->dalloc_calls = atomic_load_explicit(&n_dalloc, memory_order_relaxed);
+    o->forwarded_calls = atomic_load_explicit(&n_forward, memory_order_relaxed);
+    o->bytes_active = atomic_load_explicit(&bytes_active, memory_order_relaxed);
+}

@@ -1,0 +1,18 @@
+/* hk_extent.h - jemalloc extent hooks over the PageArena (defined in
+ * hk_extent.c): the hook table, arena creation and attachment, counters. */
+#ifndef HK_EXTENT_H
+#define HK_EXTENT_H
+
+#include <stdint.h>
+
+#include "arena/pa_pagemap.h"
+
+/* Every page a jemalloc arena holds through our hooks maps to this. */
+extern const pa_desc hk_je_desc;
+
+typedef struct hk_hook_stats {
+    uint64_t alloc_calls, dalloc_calls, forwarded_calls, bytes_active;
+} hk_hook_stats;
+void hk_hook_stats_get(hk_hook_stats *out);
+
+#endif

@@ -1,0 +1,418 @@
+/* heap.c - owns the pools' engine: per-thread heaps, slab descriptors and
+ * their lists, refill, remote (cross-thread) frees, heap abandonment at thread
+ * exit and adoption or collection afterwards, fork handling and pool
+ * statistics.
+ *
+ * Invariants
+ * - A slab's owner heap never changes; heaps are never freed, only handed
+ *   from an exited thread to a new one (adoption).
+ * - h->list[c] holds the heap's slabs of class c, other than h->cur[c], that
+ *   have free blocks.  A slab with no free block is `full` and on no list
+ *   until a free gives it one.
+ * - slab->remote bit 0 is set by the remote free that finds it clear; that
+ *   thread then lists the slab on the owner's notify stack.  Only the drain
+ *   that pops the slab clears it.  So a slab whose remote word is 0 is on no
+ *   stack and no other thread is about to touch it: only then may it be freed.
+ *
+ * Locks: abandon_lock guards the abandoned-heap list and the collection of an
+ * abandoned heap; the PageArena and metadata locks nest inside it. */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <string.h>
+
+#include "arena/pa_meta.h"
+#include "pools/pool.h"
+
+pool_slab pool_empty_slab; /* free == NULL, bump == end: always refills */
+__thread pool_heap *pool_tl_heap __attribute__((tls_model("initial-exec")));
+_Atomic uint64_t pool_allocated[POOL_COUNT], pool_nslabs[POOL_COUNT];
+
+static _Atomic uint64_t nfree_heapless[POOL_NCLASS];
+static _Atomic(pool_heap *) all_heaps;
+static pool_heap *abandoned;
+static pa_lock_t abandon_lock;
+static pthread_key_t heap_key;
+static atomic_int init_state; /* 0 new, 1 running, 2 ready */
+
+static void count_add(_Atomic uint64_t *c, int64_t d) {
+    atomic_fetch_add_explicit(c, (uint64_t)d, memory_order_relaxed);
+}
+
+/* ---- lists ---------------------------------------------------------------- */
+
+static void list_push(pool_heap *h, pool_slab *s) {
+    s->prev = NULL;
+    s->next = h->list[s->cls];
+    if (s->next)
+        s->next->prev = s;
+    h->list[s->cls] = s;
+}
+
+static void list_remove(pool_heap *h, pool_slab *s) {
+    if (s->prev)
+        s->prev->next = s->next;
+    else if (h->list[s->cls] == s)
+        h->list[s->cls] = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->next = s->prev = NULL;
+}
+
+/* ---- slabs ---------------------------------------------------------------- */
+
+static pool_slab *slab_new(pool_heap *h, unsigned c) {
+    pool_slab *s = pa_meta_alloc(sizeof *s);
+    if (!s)
+        return NULL;
+    const pool_class *k = &pool_classes[c];
+    s->hdr = (pa_desc){h, PA_KIND_SLAB};
+    s->cls = (uint16_t)c;
+    s->block_size = k->size;
+    s->capacity = k->run_bytes / k->size;
+    s->magic = (((uint64_t)1 << POOL_MAGIC_SHIFT) + k->size - 1) / k->size;
+    s->span_bytes = k->run_bytes;
+    bool zero;
+    void *mem = k->pool == POOL_TINY  ? tiny_slab_take(h, c, &s->hdr, &zero)
+                : k->pool == POOL_MID ? mid_run_take(h, c, &s->hdr, &zero)
+                                      : l25_run_take(h, c, &s->hdr, &zero);
+    if (!mem) {
+        pa_meta_free(s, sizeof *s);
+        return NULL;
+    }
+    s->start = s->bump = mem;
+    s->end = s->start + (size_t)s->capacity * k->size;
+    count_add(&pool_allocated[k->pool], (int64_t)k->run_bytes);
+    count_add(&pool_nslabs[k->pool], 1);
+    return s;
+}
+
+/* Give an empty slab back to the PageArena.  The slab is on no list. */
+static void slab_release(pool_slab *s) {
+    unsigned pool = pool_classes[s->cls].pool;
+    pa_free(s->start, s->span_bytes, 0);
+    count_add(&pool_allocated[pool], -(int64_t)s->span_bytes);
+    count_add(&pool_nslabs[pool], -1);
+    pa_meta_free(s, sizeof *s);
+}
+
+/* An empty slab that is not current: free it unless a remote free still has
+ * it listed, in which case the notify drain will come back to it. */
+static void slab_empty(pool_heap *h, pool_slab *s) {
+    if (atomic_load(&s->remote) != 0) {
+        if (s->full) {
+            s->full = false;
+            list_push(h, s);
+        }
+        return;
+    }
+    if (!s->full)
+        list_remove(h, s);
+    slab_release(s);
+}
+
+/* Move the slab's remote frees onto its own list, keeping the listed bit. */
+static uint32_t slab_drain_remote(pool_slab *s, bool clear_listed) {
+    uintptr_t r = atomic_load(&s->remote);
+    if (!clear_listed) {
+        if (r <= 1)
+            return 0;
+        while (!atomic_compare_exchange_weak(&s->remote, &r, r & 1))
+            ;
+    } else {
+        r = atomic_exchange(&s->remote, 0);
+    }
+    void **b = (void **)(r & ~(uintptr_t)1);
+    if (!b)
+        return 0;
+    uint32_t n = 1;
+    void **tail = b;
+    while (*tail) {
+        tail = *tail;
+        n++;
+    }
+    *tail = s->free;
+    s->free = b;
+    s->used -= n;
+    return n;
+}
+
+/* Carve up to a page's worth of fresh blocks onto the free list. */
+static bool slab_carve(pool_slab *s) {
+    size_t bs = s->block_size, left = (size_t)(s->end - s->bump) / bs;
+    if (!left)
+        return false;
+    size_t n = bs >= PA_PAGE ? 1 : PA_PAGE / bs;
+    if (n > left)
+        n = left;
+    char *p = s->bump;
+    for (size_t i = 0; i + 1 < n; i++, p += bs)
+        *(void **)p = p + bs;
+    *(void **)p = s->free;
+    s->free = s->bump;
+    s->bump += n * bs;
+    return true;
+}
+
+/* ---- the notify stack ------------------------------------------------------ */
+
+static void drain_notify(pool_heap *h) {
+    pool_slab *s = atomic_exchange(&h->notify, NULL);
+    while (s) {
+        pool_slab *next = s->notify_next; /* read before the slab is unlisted */
+        uint32_t n = slab_drain_remote(s, true);
+        if (s->used == 0 && s != h->cur[s->cls])
+            slab_empty(h, s);
+        else if (s->full && n) {
+            s->full = false;
+            list_push(h, s);
+        }
+        s = next;
+    }
+}
+
+/* ---- heaps ----------------------------------------------------------------- */
+
+static void heap_key_destructor(void *h) { pool_thread_exit(); }
+
+static void fork_child(void) {
+    if (pa_lock_reset(&abandon_lock))
+        abandoned = NULL; /* half-updated: leak those heaps in this child */
+}
+
+static bool pool_init(void) {
+    int st = atomic_load_explicit(&init_state, memory_order_acquire);
+    if (PA_LIKELY(st == 2))
+        return true;
+    int expect = 0;
+    if (!atomic_compare_exchange_strong(&init_state, &expect, 1)) {
+        while ((expect = atomic_load(&init_state)) == 1)
+            __builtin_ia32_pause();
+        return expect == 2;
+    }
+    if (!pa_init()) {
+        atomic_store(&init_state, 0);
+        return false;
+    }
+    pool_classes_init();
+    pthread_key_create(&heap_key, heap_key_destructor);
+    atomic_store_explicit(&init_state, 2, memory_order_release);
+    pthread_atfork(NULL, NULL, fork_child); /* may call malloc: ready by now */
+    return true;
+}
+
+static pool_heap *heap_acquire(void) {
+    pa_lock(&abandon_lock);
+    pool_heap *h = abandoned;
+    if (h) {
+        abandoned = h->abandoned_next;
+        atomic_store(&h->state, HEAP_ACTIVE);
+    }
+    pa_unlock(&abandon_lock);
+    if (h) {
+        drain_notify(h);
+        return h;
+    }
+    h = pa_meta_alloc(sizeof *h);
+    if (!h)
+        return NULL;
+    for (unsigned c = 0; c < POOL_NCLASS; c++)
+        h->cur[c] = &pool_empty_slab;
+    h->chunk_next = (size_t)1 << 20;
+    pool_heap *top = atomic_load(&all_heaps);
+    do
+        h->all_next = top;
+    while (!atomic_compare_exchange_weak(&all_heaps, &top, h));
+    return h;
+}
+
+bool pool_heap_ensure(void) {
+    if (PA_LIKELY(pool_tl_heap != NULL))
+        return true;
+    if (!pool_init())
+        return false;
+    pool_heap *h = heap_acquire();
+    if (!h)
+        return false;
+    pool_tl_heap = h; /* before setspecific, which may call malloc */
+    pthread_setspecific(heap_key, h);
+    return true;
+}
+
+/* Collect an abandoned heap: drain its remote frees as its owner would. */
+static void heap_collect(pool_heap *h) {
+    pa_lock(&abandon_lock);
+    if (atomic_load(&h->state) == HEAP_ABANDONED)
+        drain_notify(h);
+    pa_unlock(&abandon_lock);
+}
+
+void pool_thread_exit(void) {
+    pool_heap *h = pool_tl_heap;
+    if (!h)
+        return;
+    pool_tl_heap = NULL;
+    drain_notify(h);
+    for (unsigned c = 0; c < POOL_NCLASS; c++) {
+        pool_slab *s = h->cur[c];
+        h->cur[c] = &pool_empty_slab;
+        if (s != &pool_empty_slab) {
+            if (s->free || s->bump < s->end)
+                list_push(h, s);
+            else
+                s->full = true;
+            if (s->used == 0)
+                slab_empty(h, s);
+        }
+        for (pool_slab *t = h->list[c], *next; t; t = next) {
+            next = t->next;
+            if (t->used == 0)
+                slab_empty(h, t);
+        }
+    }
+    mid_chunk_release(h);
+    atomic_store(&h->state, HEAP_ABANDONED);
+    pa_lock(&abandon_lock);
+    h->abandoned_next = abandoned;
+    abandoned = h;
+    pa_unlock(&abandon_lock);
+    heap_collect(h); /* frees that listed slabs while we were leaving */
+}
+
+void pool_fork_child(void) { fork_child(); }
+
+/* ---- malloc / free slow paths ---------------------------------------------- */
+
+/* Make h->cur[c] a slab with a free block; false when memory is refused. */
+static bool refill(pool_heap *h, unsigned c) {
+    pool_slab *s = h->cur[c];
+    if (s != &pool_empty_slab) {
+        if (slab_drain_remote(s, false) || slab_carve(s))
+            return true;
+        s->full = true; /* exhausted: off every list until a free */
+    }
+    drain_notify(h);
+    pool_slab *t = h->list[c];
+    if (t) {
+        list_remove(h, t);
+        if (!t->free)
+            slab_carve(t);
+        h->cur[c] = t;
+        return true;
+    }
+    t = slab_new(h, c);
+    if (!t) {
+        h->cur[c] = &pool_empty_slab;
+        if (s != &pool_empty_slab && s->full && s->used < s->capacity) {
+            /* keep the old slab reachable */
+            s->full = false;
+            list_push(h, s);
+        }
+        return false;
+    }
+    slab_carve(t);
+    h->cur[c] = t;
+    return true;
+}
+
+void *pool_malloc_slow(size_t n) {
+    if (n > L25_MAX || !pool_heap_ensure())
+        return NULL;
+    pool_heap *h = pool_tl_heap;
+    unsigned c = pool_class_of(n);
+    if (!h->cur[c]->free && !refill(h, c))
+        return NULL;
+    void *p = pool_malloc_fast(n);
+    return p;
+}
+
+void pool_free_local_slow(pool_heap *h, pool_slab *s) {
+    if (s->full && s->used) {
+        s->full = false;
+        if (s != h->cur[s->cls])
+            list_push(h, s);
+        return;
+    }
+    if (s->used == 0 && s != h->cur[s->cls])
+        slab_empty(h, s);
+}
+
+pool_ptr_kind pool_check(const void *p) {
+    const pool_slab *s = (const pool_slab *)pa_pagemap_get(p);
+    if (!s || s->hdr.kind != PA_KIND_SLAB)
+        return POOL_PTR_NOT_POOL;
+    if (!pool_block_ok(s, p))
+        return POOL_PTR_INVALID;
+    if (((const uintptr_t *)p)[1] == (POOL_FREED_MARK ^ (uintptr_t)p))
+        return POOL_PTR_DOUBLE;
+    return POOL_PTR_OK;
+}
+
+pool_ptr_kind pool_free_slow(void *p) {
+    pool_ptr_kind k = pool_check(p);
+    if (k != POOL_PTR_OK)
+        return k;
+    pool_slab *s = (pool_slab *)pa_pagemap_get(p);
+    pool_heap *me = pool_tl_heap, *owner = s->hdr.owner;
+    if (owner == me) { /* only reached when the fast path was not inlined */
+        pool_free_fast(p);
+        return POOL_PTR_OK;
+    }
+    uintptr_t *w = p;
+    w[1] = POOL_FREED_MARK ^ (uintptr_t)p;
+    uintptr_t old = atomic_load(&s->remote);
+    do
+        w[0] = old & ~(uintptr_t)1;
+    while (!atomic_compare_exchange_weak(&s->remote, &old, (uintptr_t)p | 1));
+    if (me)
+        pool_count(&me->nfree[s->cls]);
+    else
+        count_add(&nfree_heapless[s->cls], 1);
+    if (!(old & 1)) {
+        /* We set the listed bit: list the slab for its owner. */
+        pool_slab *top = atomic_load(&owner->notify);
+        do
+            s->notify_next = top;
+        while (!atomic_compare_exchange_weak(&owner->notify, &top, s));
+        if (atomic_load(&owner->state) == HEAP_ABANDONED)
+            heap_collect(owner);
+    }
+    return POOL_PTR_OK;
+}
+
+size_t pool_usable_size(const void *p) {
+    const pool_slab *s = (const pool_slab *)pa_pagemap_get(p);
+    return s && s->hdr.kind == PA_KIND_SLAB ? s->block_size : 0;
+}
+
+size_t pool_aligned_size(size_t n, size_t align) {
+    if (align > PA_PAGE || n > L25_MAX)
+        return 0;
+    if (!pool_init())
+        return 0;
+    for (unsigned c = pool_class_of(n ? n : 1); c < POOL_NCLASS; c++)
+        if (pool_classes[c].size % align == 0)
+            return pool_classes[c].size;
+    return 0;
+}
+
+/* ---- statistics ------------------------------------------------------------ */
+
+void pool_stats_get(pool_stats out[POOL_COUNT]) {
+    memset(out, 0, sizeof(pool_stats) * POOL_COUNT);
+    for (unsigned c = 0; c < POOL_NCLASS; c++) {
+        uint64_t m = 0, f = atomic_load_explicit(&nfree_heapless[c], memory_order_relaxed);
+        for (pool_heap *h = atomic_load(&all_heaps); h; h = h->all_next) {
+            m += atomic_load_explicit(&h->nmalloc[c], memory_order_relaxed);
+            f += atomic_load_explicit(&h->nfree[c], memory_order_relaxed);
+        }
+        pool_stats *o = &out[pool_classes[c].pool];
+        o->nmalloc += m;
+        o->nfree += f;
+        if (m > f)
+            o->active += (m - f) * pool_classes[c].size;
+    }
+    for (unsigned k = 0; k < POOL_COUNT; k++) {
+        out[k].allocated = atomic_load_explicit(&pool_allocated[k], memory_order_relaxed);
+        out[k].slabs = atomic_load_explicit(&pool_nslabs[k], memory_order_relaxed);
+    }
+}

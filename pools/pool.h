@@ -1,0 +1,143 @@
+/* pool.h - the pools' shared engine (defined in heap.c): slab descriptors,
+ * per-thread heaps, and the inlined malloc/free fast paths of the Tiny, Mid
+ * and L25 pools.  Run sources are in tiny.c, mid.c and l25.c.
+ *
+ * A slab (Tiny 64 KiB slab, Mid run, L25 run or span) is carved into blocks
+ * of one class.  Its descriptor lives out of band (pa_meta) and is reached
+ * through the page map.  The owning heap's thread allocates and frees with no
+ * lock and no atomic; other threads push frees onto the slab's atomic remote
+ * list and list the slab on the heap's notify stack, and the owner drains. */
+#ifndef POOL_H
+#define POOL_H
+
+#include "arena/page_arena.h"
+#include "pools/classes.h"
+
+struct pool_heap;
+
+typedef struct pool_slab {
+    pa_desc hdr;              /* hdr.owner: the heap, for the slab's life */
+    void *free;               /* owner's free list */
+    uint32_t used;            /* blocks out, as the owner knows it */
+    uint32_t capacity;
+    uint32_t block_size;
+    uint16_t cls;
+    bool full;                /* off the heap's class list */
+    char *start, *bump, *end; /* blocks are [start, end); [bump, end) uncarved */
+    uint64_t magic;           /* ceil(2^43 / block_size): exact offset / size */
+    size_t span_bytes;
+    struct pool_slab *next, *prev; /* the heap's list of slabs with free blocks */
+    /* Remote frees: a block list; bit 0 set = listed on the heap's notify
+     * stack (or about to be), cleared only by the drain that pops it. */
+    _Atomic uintptr_t remote;
+    struct pool_slab *notify_next;
+} pool_slab;
+
+typedef struct pool_heap {
+    pool_slab *cur[POOL_NCLASS];   /* never NULL: &pool_empty_slab when none */
+    pool_slab *list[POOL_NCLASS];  /* other slabs with free blocks */
+    _Atomic uint64_t nmalloc[POOL_NCLASS], nfree[POOL_NCLASS];
+    _Atomic(pool_slab *) notify;   /* slabs with remote frees */
+    char *chunk, *chunk_end;       /* Mid: the current chunk's uncarved tail */
+    size_t chunk_next;             /* Mid: next chunk size, 1 -> 8 MiB */
+    atomic_int state;              /* HEAP_ACTIVE / HEAP_ABANDONED */
+    struct pool_heap *all_next;    /* every heap, for statistics */
+    struct pool_heap *abandoned_next;
+} pool_heap;
+
+enum { HEAP_ACTIVE, HEAP_ABANDONED };
+
+extern pool_slab pool_empty_slab;
+extern __thread pool_heap *pool_tl_heap __attribute__((tls_model("initial-exec")));
+
+#define POOL_FREED_MARK ((uintptr_t)0x9e3779b97f4a7c15ull)
+#define POOL_MAGIC_SHIFT 43
+
+static inline void pool_count(_Atomic uint64_t *c) {
+    /* Written by the owner only: a plain load and store, no lock prefix. */
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+/* Malloc fast path: the current slab's free list.  NULL means "take the
+ * slow path" (no heap yet, empty list, or a size the pools do not serve). */
+static inline void *pool_malloc_fast(size_t n) {
+    pool_heap *h = pool_tl_heap;
+    if (PA_UNLIKELY(!h || n > L25_MAX))
+        return NULL;
+    unsigned c = pool_class_of(n);
+    pool_slab *s = h->cur[c];
+    void **p = s->free;
+    if (PA_UNLIKELY(!p))
+        return NULL;
+    s->free = *p;
+    s->used++;
+    p[1] = NULL; /* clears the freed mark */
+    pool_count(&h->nmalloc[c]);
+    return p;
+}
+
+/* True when p is the start of a carved block of s. */
+static inline bool pool_block_ok(const pool_slab *s, const void *p) {
+    uintptr_t off = (uintptr_t)p - (uintptr_t)s->start;
+    uint64_t idx = ((uint64_t)off * s->magic) >> POOL_MAGIC_SHIFT;
+    return (char *)p < s->bump && idx * s->block_size == off;
+}
+
+void pool_free_local_slow(pool_heap *h, pool_slab *s);
+
+/* Free fast path for the owning thread.  False: not ours to free here (no
+ * heap, another heap's or nobody's pointer, interior pointer, double free) —
+ * the caller's slow path sorts it out. */
+static inline bool pool_free_fast(void *p) {
+    pool_slab *s = (pool_slab *)pa_pagemap_get(p);
+    pool_heap *h = pool_tl_heap;
+    uintptr_t *w = p;
+    if (PA_UNLIKELY(!s || s->hdr.owner != h || !h || !pool_block_ok(s, p) ||
+                    w[1] == (POOL_FREED_MARK ^ (uintptr_t)p)))
+        return false;
+    w[0] = (uintptr_t)s->free;
+    w[1] = POOL_FREED_MARK ^ (uintptr_t)p;
+    s->free = p;
+    pool_count(&h->nfree[s->cls]);
+    if (PA_UNLIKELY(--s->used == 0 || s->full))
+        pool_free_local_slow(h, s);
+    return true;
+}
+
+/* ---- slow paths and lifecycle (heap.c) ---- */
+
+/* Allocate a block of class c for this thread (refill, new slab).  NULL with
+ * the OS refusing memory. */
+void *pool_malloc_slow(size_t n);
+/* What a pointer is, for free / realloc / usable size. */
+typedef enum { POOL_PTR_NOT_POOL, POOL_PTR_OK, POOL_PTR_INVALID, POOL_PTR_DOUBLE } pool_ptr_kind;
+pool_ptr_kind pool_check(const void *p);
+/* Free from any thread.  Returns POOL_PTR_OK, or the fault (nothing touched). */
+pool_ptr_kind pool_free_slow(void *p);
+/* Usable size of a pool block (0 if p is not one). */
+size_t pool_usable_size(const void *p);
+/* Block size for an allocation of n bytes aligned to `align` (<= 4 KiB), or
+ * 0 when the pools cannot serve it. */
+size_t pool_aligned_size(size_t n, size_t align);
+
+void pool_thread_exit(void);
+void pool_fork_child(void);
+bool pool_heap_ensure(void);
+
+typedef struct pool_stats {
+    uint64_t allocated, active, nmalloc, nfree, slabs;
+} pool_stats;
+void pool_stats_get(pool_stats out[POOL_COUNT]);
+
+/* ---- run sources (tiny.c, mid.c, l25.c) ---- */
+/* Take a run for class c; *zero tells whether it reads as zero. */
+void *tiny_slab_take(pool_heap *h, unsigned c, pa_desc *owner, bool *zero);
+void *mid_run_take(pool_heap *h, unsigned c, pa_desc *owner, bool *zero);
+void *l25_run_take(pool_heap *h, unsigned c, pa_desc *owner, bool *zero);
+/* Mid: hand the heap's unused chunk tail back to the PageArena. */
+void mid_chunk_release(pool_heap *h);
+/* Bytes of slabs held per pool (updated by heap.c). */
+extern _Atomic uint64_t pool_allocated[POOL_COUNT], pool_nslabs[POOL_COUNT];
+
+#endif
