@@ -429,6 +429,25 @@ static bool claim(void *p, size_t size) {
     return true;
 }
 
+/* Move the older half of this thread's hot cache to the shared stack, oldest
+ * first, so that the two together still hand pages out LIFO. */
+static void tls_spill(void) {
+    pa_victims vic = {.n = 0};
+    uint64_t now = pa_os_now_ms();
+    unsigned half = TLS_HOT / 2;
+    pa_lock(&g.lock);
+    for (unsigned i = 0; i < half; i++)
+        if (!ring_push(&g.ring[R_HOT], (pa_span){pa_tls.v[i], now, false}, &vic) &&
+            !odd_insert(pa_tls.v[i], PA_PAGE, false, now))
+            vic.v[vic.n++] = (pa_victim){pa_tls.v[i], PA_PAGE};
+    decay_locked(now, false, &vic);
+    pa_unlock(&g.lock);
+    memmove(pa_tls.v, pa_tls.v + half, (TLS_HOT - half) * sizeof pa_tls.v[0]);
+    pa_tls.n -= half;
+    count_add(&tls_bytes, -(int64_t)(half * PA_PAGE));
+    release(&vic);
+}
+
 int pa_free(void *p, size_t size, unsigned flags) {
     uintptr_t a = (uintptr_t)p;
     if (!p || (a & (PA_PAGE - 1)) || !valid_request(size, PA_PAGE) || !pa_init())
@@ -445,11 +464,11 @@ int pa_free(void *p, size_t size, unsigned flags) {
             pa_tls.registered = true; /* first: setspecific may call malloc */
             pthread_setspecific(tls_key, (void *)1);
         }
-        if (pa_tls.n < TLS_HOT) {
-            pa_tls.v[pa_tls.n++] = a;
-            count_add(&tls_bytes, (int64_t)PA_PAGE);
-            return 0;
-        }
+        if (pa_tls.n == TLS_HOT)
+            tls_spill();
+        pa_tls.v[pa_tls.n++] = a;
+        count_add(&tls_bytes, (int64_t)PA_PAGE);
+        return 0;
     }
     pa_victims vic = {.n = 0};
     uint64_t now = pa_os_now_ms();
