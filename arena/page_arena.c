@@ -22,6 +22,8 @@
 #define TLS_HOT 16     /* pages in each thread's hot cache */
 #define ODD_MAX 4096   /* entries in the odd-range set */
 #define VICTIMS 32     /* spans released per pass outside the lock */
+#define ODD_SHARE 8    /* odd ranges cached: at most bytes_out / ODD_SHARE */
+#define ODD_MIN_CAP ((size_t)32 << 20)
 
 typedef struct { uintptr_t addr; uint64_t t; bool zero; } pa_span;
 typedef struct {
@@ -198,9 +200,20 @@ static uintptr_t odd_take(size_t size, size_t align, bool *zero, pa_victims *vic
     return best_start;
 }
 
+/* The odd-range cap: the configured bytes, but no more than an eighth of
+ * what clients hold (at least 32 MiB), so the cache scales with the heap
+ * instead of doubling a small one. */
+static size_t odd_cap_now(void) {
+    size_t share = (size_t)atomic_load_explicit(&bytes_out, memory_order_relaxed) / ODD_SHARE;
+    if (share < ODD_MIN_CAP)
+        share = ODD_MIN_CAP;
+    return share < g.odd_cap ? share : g.odd_cap;
+}
+
 /* Evict odd ranges while over the byte cap, oldest first. */
 static void odd_enforce_cap(pa_victims *vic) {
-    while (g.odd_bytes > g.odd_cap && g.odd_n && vic->n < VICTIMS) {
+    size_t cap = odd_cap_now();
+    while (g.odd_bytes > cap && g.odd_n && vic->n < VICTIMS) {
         uint32_t old = 0;
         for (uint32_t i = 1; i < g.odd_n; i++)
             if (g.odd[i].t < g.odd[old].t)

@@ -17,6 +17,9 @@
 
 #define HK_ARENA_LIMIT 4096 /* jemalloc's MALLOCX_ARENA_LIMIT */
 #define HK_EXPORT __attribute__((visibility("default")))
+#ifndef HK_RETAIN_GROW_LIMIT
+#define HK_RETAIN_GROW_LIMIT ((size_t)2 << 20)
+#endif
 
 const pa_desc hk_je_desc = {NULL, PA_KIND_JE};
 static _Atomic(extent_hooks_t *) prev_hooks[HK_ARENA_LIMIT];
@@ -35,6 +38,18 @@ static extent_hooks_t *prev_for(unsigned ind) {
     return atomic_load_explicit(&prev_hooks[ind], memory_order_acquire);
 }
 
+/* jemalloc asks for a page-size class; a large extent needs less (its size
+ * class plus one cache-oblivious pad page), and jemalloc keeps the rest as
+ * "retained" address space that it never gives back and rarely reuses.
+ * When the span comes dirty from our caches, purge the part above the next
+ * smaller size class, so that tail does not stay resident. */
+#define HK_TAIL_PURGE_MIN ((size_t)1 << 20)
+static void purge_tail(void *p, size_t size) {
+    unsigned lg = 63u - (unsigned)__builtin_clzl(size);
+    size_t tail = size == ((size_t)1 << lg) ? size >> 3 : (size_t)1 << (lg - 2);
+    pa_os_purge((char *)p + size - tail, tail);
+}
+
 static void *hk_alloc(extent_hooks_t *h, void *new_addr, size_t size,
                       size_t alignment, bool *zero, bool *commit, unsigned ind) {
     add(&n_alloc, 1);
@@ -45,8 +60,11 @@ static void *hk_alloc(extent_hooks_t *h, void *new_addr, size_t size,
         return NULL; /* jemalloc reports ENOMEM; nothing is lost */
     if (*zero && !z)
         memset(p, 0, size);
-    else
+    else {
         *zero = z;
+        if (!z && size >= HK_TAIL_PURGE_MIN)
+            purge_tail(p, size);
+    }
     *commit = true;
     add(&bytes_active, (int64_t)size);
     return p;
@@ -161,7 +179,19 @@ HK_EXPORT int hak_arena_create(unsigned *arena_ind) {
         return ENOMEM;
     extent_hooks_t *h = &hk_hooks;
     size_t sz = sizeof *arena_ind;
-    return mallctl("arenas.create", arena_ind, &sz, &h, sizeof h);
+    int err = mallctl("arenas.create", arena_ind, &sz, &h, sizeof h);
+    if (err)
+        return err;
+    /* jemalloc grows an arena geometrically (2 MiB up to hundreds of MiB)
+     * and carves new extents from that never-touched reserve before asking
+     * us again: every such extent faults in fresh pages while the resident
+     * spans it gave back sit in our cache.  Bounding the growth makes it ask
+     * the PageArena for about what it needs, which the caches then serve. */
+    char name[64];
+    snprintf(name, sizeof name, "arena.%u.retain_grow_limit", *arena_ind);
+    size_t limit = HK_RETAIN_GROW_LIMIT;
+    mallctl(name, NULL, NULL, &limit, sizeof limit);
+    return 0;
 }
 
 HK_EXPORT int hak_arena_attach(unsigned arena_ind) {
