@@ -20,6 +20,7 @@
 #include "hakmem.h"
 #include "hooks/hk_extent.h"
 #include "hooks/hk_front.h"
+#include "hooks/hk_large.h"
 
 #define HK_JE_ARENAS 8
 
@@ -138,12 +139,23 @@ static void *je_alloc(size_t n, size_t align, bool zero) {
         flags |= MALLOCX_ZERO;
     hk_tl.in_je++;
     void *p = mallocx(n ? n : 1, flags);
+    if (p && !jemalloc_mode() && !hk_large_add(p)) {
+        dallocx(p, je_free_flags()); /* cannot track it: refuse, lose nothing */
+        p = NULL;
+    }
     hk_tl.in_je--;
     if (!p)
         errno = ENOMEM;
     else
         atomic_fetch_add_explicit(&large_nmalloc, 1, memory_order_relaxed);
     return p;
+}
+
+/* Is p a block jemalloc may be asked about?  In pools mode every block sent
+ * to jemalloc is registered; in jemalloc mode there is no registry (speed),
+ * and the page map's word is taken. */
+static hk_large_state je_lookup(const void *p, bool take) {
+    return jemalloc_mode() ? HK_LARGE_LIVE : hk_large_find(p, take);
 }
 
 static void je_free(void *p) {
@@ -190,10 +202,15 @@ void hk_free_slow(void *p, const char *fn) {
         return;
     }
     if (d && d->kind == PA_KIND_JE) {
-        je_free(p);
+        hk_large_state st = je_lookup(p, true);
+        if (st == HK_LARGE_LIVE)
+            je_free(p);
+        else
+            report(fn, p, st == HK_LARGE_FREED ? "double free" : "invalid pointer");
         return;
     }
-    report(fn, p, "invalid pointer");
+    /* A page the PageArena took back was freed before. */
+    report(fn, p, d && d->kind == PA_KIND_CACHED ? "double free" : "invalid pointer");
 }
 
 void *hk_calloc(size_t n, size_t m) {
@@ -216,7 +233,7 @@ size_t hk_usable_size(const void *p) {
     const pa_desc *d = pa_pagemap_get(p);
     if (d && d->kind == PA_KIND_SLAB)
         return pool_check(p) == POOL_PTR_OK ? pool_usable_size(p) : 0;
-    if (d && d->kind == PA_KIND_JE)
+    if (d && d->kind == PA_KIND_JE && je_lookup(p, false) == HK_LARGE_LIVE)
         return je_size(p);
     return 0;
 }
@@ -239,18 +256,30 @@ void *hk_realloc(void *p, size_t n) {
             pool_classes[pool_class_of(n)].size == old)
             return p;
     } else if (d && d->kind == PA_KIND_JE) {
+        hk_large_state st = je_lookup(p, false);
+        if (st != HK_LARGE_LIVE) {
+            report("realloc", p, st == HK_LARGE_FREED ? "double free" : "invalid pointer");
+            errno = EINVAL;
+            return NULL;
+        }
         old = je_size(p);
-        if (n && to_jemalloc(n)) {
+        if (n && n <= PTRDIFF_MAX && to_jemalloc(n)) {
             int flags = je_flags();
             hk_tl.in_je++;
-            void *q = n > PTRDIFF_MAX ? NULL : rallocx(p, n, flags);
+            void *q = NULL;
+            if (jemalloc_mode())
+                q = rallocx(p, n, flags);
+            else if (xallocx(p, n, 0, flags) >= n) /* in place: registry unchanged */
+                q = p;
             hk_tl.in_je--;
-            if (!q)
-                errno = ENOMEM;
-            return q;
+            if (q || jemalloc_mode()) {
+                if (!q)
+                    errno = ENOMEM;
+                return q;
+            }
         }
     } else {
-        report("realloc", p, "invalid pointer");
+        report("realloc", p, d && d->kind == PA_KIND_CACHED ? "double free" : "invalid pointer");
         errno = EINVAL;
         return NULL;
     }

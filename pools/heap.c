@@ -95,17 +95,25 @@ static void slab_release(pool_slab *s) {
     pa_meta_free(s, sizeof *s);
 }
 
-/* An empty slab that is not current: free it unless a remote free still has
+/* An empty current slab stays: no thrash on alloc/free of one block. */
+static bool keep_empty(const pool_heap *h, const pool_slab *s) {
+    return s == h->cur[s->cls];
+}
+
+/* An empty slab that is not kept: free it unless a remote free still has
  * it listed, in which case the notify drain will come back to it. */
 static void slab_empty(pool_heap *h, pool_slab *s) {
+    bool on_list = !s->full && s != h->cur[s->cls];
+    if (s == h->cur[s->cls])
+        h->cur[s->cls] = &pool_empty_slab;
     if (atomic_load(&s->remote) != 0) {
-        if (s->full) {
+        if (!on_list) { /* keep it reachable until the drain */
             s->full = false;
             list_push(h, s);
         }
         return;
     }
-    if (!s->full)
+    if (on_list)
         list_remove(h, s);
     slab_release(s);
 }
@@ -160,7 +168,7 @@ static void drain_notify(pool_heap *h) {
     while (s) {
         pool_slab *next = s->notify_next; /* read before the slab is unlisted */
         uint32_t n = slab_drain_remote(s, true);
-        if (s->used == 0 && s != h->cur[s->cls])
+        if (s->used == 0 && !keep_empty(h, s))
             slab_empty(h, s);
         else if (s->full && n) {
             s->full = false;
@@ -332,7 +340,7 @@ void pool_free_local_slow(pool_heap *h, pool_slab *s) {
             list_push(h, s);
         return;
     }
-    if (s->used == 0 && s != h->cur[s->cls])
+    if (s->used == 0 && !keep_empty(h, s))
         slab_empty(h, s);
 }
 
