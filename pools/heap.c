@@ -24,7 +24,9 @@
 #include "pools/pool.h"
 
 pool_slab pool_empty_slab; /* free == NULL, bump == end: always refills */
-__thread pool_heap *pool_tl_heap __attribute__((tls_model("initial-exec")));
+/* The heap of a thread that has none: every class empty, owner of nothing. */
+pool_heap pool_empty_heap = {.cur = {[0 ... POOL_NCLASS - 1] = &pool_empty_slab}};
+__thread pool_heap *pool_tl_heap __attribute__((tls_model("initial-exec"))) = &pool_empty_heap;
 _Atomic uint64_t pool_allocated[POOL_COUNT], pool_nslabs[POOL_COUNT];
 
 static _Atomic uint64_t nfree_heapless[POOL_NCLASS];
@@ -234,7 +236,7 @@ static pool_heap *heap_acquire(void) {
 }
 
 bool pool_heap_ensure(void) {
-    if (PA_LIKELY(pool_tl_heap != NULL))
+    if (PA_LIKELY(pool_tl_heap != &pool_empty_heap))
         return true;
     if (!pool_init())
         return false;
@@ -256,9 +258,9 @@ static void heap_collect(pool_heap *h) {
 
 void pool_thread_exit(void) {
     pool_heap *h = pool_tl_heap;
-    if (!h)
+    if (h == &pool_empty_heap)
         return;
-    pool_tl_heap = NULL;
+    pool_tl_heap = &pool_empty_heap;
     drain_notify(h);
     for (unsigned c = 0; c < POOL_NCLASS; c++) {
         pool_slab *s = h->cur[c];
@@ -371,7 +373,7 @@ pool_ptr_kind pool_free_slow(void *p) {
     do
         w[0] = old & ~(uintptr_t)1;
     while (!atomic_compare_exchange_weak(&s->remote, &old, (uintptr_t)p | 1));
-    if (me)
+    if (me != &pool_empty_heap)
         pool_count(&me->nfree[s->cls]);
     else
         count_add(&nfree_heapless[s->cls], 1);

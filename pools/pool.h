@@ -48,6 +48,7 @@ typedef struct pool_heap {
 enum { HEAP_ACTIVE, HEAP_ABANDONED };
 
 extern pool_slab pool_empty_slab;
+extern pool_heap pool_empty_heap;
 extern __thread pool_heap *pool_tl_heap __attribute__((tls_model("initial-exec")));
 
 #define POOL_FREED_MARK ((uintptr_t)0x9e3779b97f4a7c15ull)
@@ -62,10 +63,16 @@ static inline void pool_count(_Atomic uint64_t *c) {
 /* Malloc fast path: the current slab's free list.  NULL means "take the
  * slow path" (no heap yet, empty list, or a size the pools do not serve). */
 static inline void *pool_malloc_fast(size_t n) {
-    pool_heap *h = pool_tl_heap;
-    if (PA_UNLIKELY(!h || n > L25_MAX))
+    unsigned c;
+    if (PA_LIKELY(n <= TINY_MAX))
+        c = pool_lut_tiny[(n + 15) >> 4];
+    else if (n <= MID_MAX)
+        c = pool_lut_mid[(n + 255) >> 8];
+    else if (n <= L25_MAX)
+        c = pool_lut_l25[(n + 16383) >> 14];
+    else
         return NULL;
-    unsigned c = pool_class_of(n);
+    pool_heap *h = pool_tl_heap; /* &pool_empty_heap until the first refill */
     pool_slab *s = h->cur[c];
     void **p = s->free;
     if (PA_UNLIKELY(!p))
@@ -93,7 +100,7 @@ static inline bool pool_free_fast(void *p) {
     pool_slab *s = (pool_slab *)pa_pagemap_get(p);
     pool_heap *h = pool_tl_heap;
     uintptr_t *w = p;
-    if (PA_UNLIKELY(!s || s->hdr.owner != h || !h || !pool_block_ok(s, p) ||
+    if (PA_UNLIKELY(!s || s->hdr.owner != h || !pool_block_ok(s, p) ||
                     w[1] == (POOL_FREED_MARK ^ (uintptr_t)p)))
         return false;
     w[0] = (uintptr_t)s->free;
