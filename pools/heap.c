@@ -367,6 +367,7 @@ pool_ptr_kind pool_free_slow(void *p) {
         pool_free_fast(p);
         return POOL_PTR_OK;
     }
+    unsigned cls = s->cls; /* after the push the owner may free the slab */
     uintptr_t *w = p;
     w[1] = POOL_FREED_MARK ^ (uintptr_t)p;
     uintptr_t old = atomic_load(&s->remote);
@@ -374,11 +375,10 @@ pool_ptr_kind pool_free_slow(void *p) {
         w[0] = old & ~(uintptr_t)1;
     while (!atomic_compare_exchange_weak(&s->remote, &old, (uintptr_t)p | 1));
     if (me != &pool_empty_heap)
-        pool_count(&me->nfree[s->cls]);
+        pool_count(&me->nfree[cls]);
     else
-        count_add(&nfree_heapless[s->cls], 1);
-    if (!(old & 1)) {
-        /* We set the listed bit: list the slab for its owner. */
+        count_add(&nfree_heapless[cls], 1);
+    if (!(old & 1)) { /* we set the listed bit: the slab stays until drained */
         pool_slab *top = atomic_load(&owner->notify);
         do
             s->notify_next = top;
