@@ -2,7 +2,7 @@
  * defaults and documentation of every HAKMEM option, and their parsing. */
 #include "arena/options.h"
 
-#include <stdatomic.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,20 +88,14 @@ static uint64_t parse(const hak_option *o, const char *val) {
     return o->def;
 }
 
-void hak_options_init(void) {
-    static atomic_int state; /* 0 new, 1 reading, 2 done */
-    int s = atomic_load_explicit(&state, memory_order_acquire);
-    if (s == 2)
-        return;
-    int expect = 0;
-    if (!atomic_compare_exchange_strong(&state, &expect, 1)) {
-        while (atomic_load_explicit(&state, memory_order_acquire) != 2)
-            __builtin_ia32_pause();
-        return;
-    }
+static void read_environment(void) {
     for (unsigned i = 0; i < OPT_COUNT; i++) {
         const char *v = getenv(hak_options[i].env);
         hak_opt_values[i] = v ? parse(&hak_options[i], v) : hak_options[i].def;
     }
-    atomic_store_explicit(&state, 2, memory_order_release);
+}
+
+void hak_options_init(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, read_environment);
 }

@@ -51,7 +51,7 @@ static struct {
 } g;
 
 static _Atomic uint64_t tls_bytes, tls_hits, bytes_out, cold_maps, cold_unmaps;
-static atomic_int init_state; /* 0 new, 1 running, 2 ready, 3 failed */
+static atomic_int init_state; /* 0 new, 1 registering, 2 ready */
 static pthread_key_t tls_key;
 
 static __thread struct {
@@ -282,13 +282,11 @@ static void fork_child(void) {
     pa_meta_fork_child();
 }
 
-static bool init_slow(void) {
-    int expect = 0;
-    if (!atomic_compare_exchange_strong(&init_state, &expect, 1)) {
-        while ((expect = atomic_load(&init_state)) == 1)
-            __builtin_ia32_pause();
-        return expect == 2;
-    }
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static bool init_ok;
+
+/* Runs once (pthread_once restarts it in a child forked mid-way). */
+static void init_body(void) {
     hak_options_init();
     g.enabled = hak_opt(OPT_PA_ENABLE) != 0;
     g.thp = hak_opt(OPT_PA_THP) != 0;
@@ -303,10 +301,8 @@ static bool init_slow(void) {
     size_t bytes = slots * sizeof(pa_span) + ODD_MAX * sizeof(pa_range);
     bytes = (bytes + PA_PAGE - 1) & ~(PA_PAGE - 1);
     char *mem = pa_os_map(bytes, PA_PAGE);
-    if (!mem) {
-        atomic_store(&init_state, 3);
-        return false;
-    }
+    if (!mem)
+        return;
     g.odd = (pa_range *)mem;
     pa_span *v = (pa_span *)(mem + ODD_MAX * sizeof(pa_range));
     for (unsigned k = 0; k < R_COUNT; k++) {
@@ -314,19 +310,33 @@ static bool init_slow(void) {
         v += caps[k];
     }
     g.last_decay = pa_os_now_ms();
-    atomic_store_explicit(&init_state, 2, memory_order_release);
-    /* Registration last: pthread_atfork may call malloc, which may be ours
-     * and may land here again; the arena is ready by then. */
     pthread_key_create(&tls_key, tls_destructor);
-    pthread_atfork(NULL, NULL, fork_child);
+    init_ok = true;
+}
+
+static bool init_slow(void) {
+    pthread_once(&init_once, init_body);
+    if (!init_ok)
+        return false;
+    int expect = 0;
+    if (atomic_compare_exchange_strong(&init_state, &expect, 1)) {
+        /* After the once: pthread_atfork may call malloc, which may be ours
+         * and come back here. */
+        pthread_atfork(NULL, NULL, fork_child);
+        atomic_store_explicit(&init_state, 2, memory_order_release);
+    }
     return true;
 }
 
 bool pa_init(void) {
-    if (PA_LIKELY(atomic_load_explicit(&init_state, memory_order_acquire) == 2))
+    if (PA_LIKELY(atomic_load_explicit(&init_state, memory_order_acquire) != 0))
         return true;
     return init_slow();
 }
+
+/* At load time, while the process is still single-threaded, so the fork
+ * handler is in place before any thread can fork. */
+__attribute__((constructor)) static void pa_ctor(void) { pa_init(); }
 
 /* ---- alloc / free ------------------------------------------------------ */
 
@@ -500,7 +510,7 @@ int pa_free(void *p, size_t size, unsigned flags) {
 void pa_purge_range(void *p, size_t size) { pa_os_purge(p, size); }
 
 void pa_thread_flush(void) {
-    if (atomic_load(&init_state) != 2 || !pa_tls.n)
+    if (!init_ok || !pa_tls.n)
         return;
     pa_victims vic = {.n = 0};
     uint64_t now = pa_os_now_ms();
@@ -556,7 +566,7 @@ void pa_decay_now(void) {
 
 void pa_stats_get(pa_stats *o) {
     memset(o, 0, sizeof *o);
-    if (atomic_load(&init_state) == 2) {
+    if (init_ok) {
         pa_lock(&g.lock);
         o->hot_hits = g.hot_hits;
         o->hot_misses = g.hot_misses;

@@ -78,8 +78,8 @@ static const hk_stat stat_table[] = {
     POOL_ROWS(POOL_TINY, "tiny"),
     POOL_ROWS(POOL_MID, "mid"),
     POOL_ROWS(POOL_L25, "l25"),
-    {"stats.large.nmalloc", offsetof(hk_snapshot, large_nmalloc), "allocations sent to the hooked jemalloc arenas"},
-    {"stats.large.nfree", offsetof(hk_snapshot, large_nfree), "frees sent to the hooked jemalloc arenas"},
+    {"stats.large.nmalloc", offsetof(hk_snapshot, large_nmalloc), "pools mode: allocations sent to the hooked jemalloc arena"},
+    {"stats.large.nfree", offsetof(hk_snapshot, large_nfree), "pools mode: frees sent to the hooked jemalloc arena"},
 #endif
 };
 #define N_STATS (sizeof stat_table / sizeof stat_table[0])

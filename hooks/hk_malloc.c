@@ -1,14 +1,17 @@
 /* hk_malloc.c - owns the slow paths of the combined library's malloc front:
  * routing by size (pools, or a jemalloc arena on the PageArena hooks above
  * 2 MiB or for alignments the pools cannot serve), HAKMEM_MODE=jemalloc
- * (every size to hooked arenas with per-thread private tcaches), free and
+ * (every size to hooked arenas, each thread bound to one), free and
  * realloc owner lookup through the page map, the bad-input policy
  * (DESIGN.md §8), thread exit, and HAKMEM_STATS at exit.
  *
- * jemalloc is reached only through mallocx/dallocx/rallocx/sallocx/mallctl,
+ * jemalloc is reached through mallocx/dallocx/rallocx/sallocx/xallocx/mallctl,
+ * and in jemalloc mode, once the thread is bound to a hooked arena, through
+ * jemalloc's own malloc and free (their fast paths; mallocx has none),
  * never asked about a pointer it does not own, and never entered twice on a
  * thread: a malloc arriving from inside jemalloc is served by the pools. */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <jemalloc/jemalloc.h>
 #include <pthread.h>
@@ -22,20 +25,77 @@
 #include "hooks/hk_front.h"
 #include "hooks/hk_large.h"
 
-#define HK_JE_ARENAS 8
+#define HK_JE_ARENAS_MAX 64
 
 static _Atomic unsigned large_arena;      /* 0: not made yet (index + 1) */
-static _Atomic unsigned je_arenas[HK_JE_ARENAS];
+static _Atomic unsigned je_arenas[HK_JE_ARENAS_MAX];
 static _Atomic unsigned je_next;
-static pthread_key_t je_key;
-static atomic_int je_key_state;
-static _Atomic uint64_t large_nmalloc, large_nfree;
+/* jemalloc's own malloc and free (ours shadow them): found in its object. */
+typedef void *(*hk_malloc_fn)(size_t);
+typedef void (*hk_free_fn)(void *);
+static _Atomic(hk_malloc_fn) je_plain_malloc; /* set last, read first */
+static _Atomic(hk_free_fn) je_plain_free;
+
+/* Counts of blocks sent to jemalloc: per thread, written by that thread only
+ * (no atomic read-modify-write on the path), summed on demand over a list of
+ * live threads plus what exited threads left. */
+typedef struct hk_counter {
+    _Atomic uint64_t nmalloc, nfree;
+    struct hk_counter *next, *prev;
+    bool linked;
+} hk_counter;
+static __thread hk_counter hk_cnt __attribute__((tls_model("initial-exec")));
+static hk_counter *cnt_list;
+static pa_lock_t cnt_lock;
+static uint64_t cnt_retired_nmalloc, cnt_retired_nfree;
+static pthread_key_t cnt_key;
+static pthread_once_t cnt_once = PTHREAD_ONCE_INIT;
+
+static void cnt_unlink(void *unused) {
+    pa_lock(&cnt_lock);
+    cnt_retired_nmalloc += atomic_load_explicit(&hk_cnt.nmalloc, memory_order_relaxed);
+    cnt_retired_nfree += atomic_load_explicit(&hk_cnt.nfree, memory_order_relaxed);
+    if (hk_cnt.prev)
+        hk_cnt.prev->next = hk_cnt.next;
+    else
+        cnt_list = hk_cnt.next;
+    if (hk_cnt.next)
+        hk_cnt.next->prev = hk_cnt.prev;
+    pa_unlock(&cnt_lock);
+    hk_cnt = (hk_counter){.linked = true}; /* counted; never relinked */
+}
+
+static void cnt_fork_child(void) {
+    if (pa_lock_reset(&cnt_lock)) { /* half-updated: keep only this thread */
+        cnt_list = hk_cnt.linked ? &hk_cnt : NULL;
+        hk_cnt.next = hk_cnt.prev = NULL;
+    }
+}
+
+static void cnt_init(void) {
+    pthread_key_create(&cnt_key, cnt_unlink);
+    pthread_atfork(NULL, NULL, cnt_fork_child);
+}
+
+/* Put this thread's counters on the list (first jemalloc use). */
+static void cnt_link(void) {
+    pthread_once(&cnt_once, cnt_init);
+    pa_lock(&cnt_lock);
+    hk_cnt.linked = true;
+    hk_cnt.prev = NULL;
+    hk_cnt.next = cnt_list;
+    if (cnt_list)
+        cnt_list->prev = &hk_cnt;
+    cnt_list = &hk_cnt;
+    pa_unlock(&cnt_lock);
+    pthread_setspecific(cnt_key, &hk_cnt);
+}
 
 static __thread struct {
-    int in_je;      /* inside a jemalloc call on this thread */
-    int flags;      /* MALLOCX_ARENA | MALLOCX_TCACHE, 0 = not chosen */
-    unsigned tcache;
-    bool has_tcache;
+    int in_je;         /* inside a jemalloc call on this thread */
+    bool chosen;       /* flags below are set */
+    int alloc_flags;   /* mallocx flags of this thread */
+    int free_flags;    /* dallocx flags of this thread */
 } hk_tl __attribute__((tls_model("initial-exec")));
 
 /* ---- bad input ------------------------------------------------------------- */
@@ -60,8 +120,12 @@ static void report_kind(const char *fn, const void *p, pool_ptr_kind k) {
 /* ---- jemalloc route -------------------------------------------------------- */
 
 static bool jemalloc_mode(void) {
-    hak_options_init();
-    return hak_opt(OPT_MODE) == MODE_JEMALLOC;
+    static int mode; /* 0 unknown, 1 pools, 2 jemalloc: read once */
+    if (PA_UNLIKELY(!mode)) {
+        hak_options_init();
+        mode = hak_opt(OPT_MODE) == MODE_JEMALLOC ? 2 : 1;
+    }
+    return mode == 2;
 }
 
 static unsigned make_arena(_Atomic unsigned *slot) {
@@ -76,51 +140,60 @@ static unsigned make_arena(_Atomic unsigned *slot) {
     return ind;
 }
 
-static void je_thread_exit(void *unused) {
-    if (hk_tl.has_tcache) {
-        hk_tl.in_je++;
-        mallctl("tcache.destroy", NULL, NULL, &hk_tl.tcache, sizeof hk_tl.tcache);
-        hk_tl.in_je--;
-        hk_tl.has_tcache = false;
-    }
-    hk_tl.flags = 0;
-}
-
-/* This thread's mallocx flags: the large arena without a tcache, or in
- * jemalloc mode one of HK_JE_ARENAS hooked arenas with a private tcache. */
-static int je_flags(void) {
-    if (PA_LIKELY(hk_tl.flags))
-        return hk_tl.flags;
+/* Choose this thread's jemalloc flags once.  Pools mode: the one hooked
+ * large arena, no thread cache (sizes above 2 MiB never use it).  jemalloc
+ * mode: bind the thread (thread.arena) to one of as many hooked arenas as
+ * jemalloc has automatic ones, and keep jemalloc's own thread cache and fast
+ * paths (flags 0); the binding comes before this thread's first allocation,
+ * so its cache only ever holds blocks of that arena. */
+static void je_choose(void) {
     hk_tl.in_je++;
-    int flags = 0;
+    hk_tl.alloc_flags = 0;
+    hk_tl.free_flags = MALLOCX_TCACHE_NONE;
     if (!jemalloc_mode()) {
         unsigned a = make_arena(&large_arena);
         if (a != UINT32_MAX)
-            flags = MALLOCX_ARENA(a) | MALLOCX_TCACHE_NONE;
+            hk_tl.alloc_flags = MALLOCX_ARENA(a) | MALLOCX_TCACHE_NONE;
     } else {
-        unsigned i = atomic_fetch_add(&je_next, 1) % HK_JE_ARENAS;
-        unsigned a = make_arena(&je_arenas[i]);
-        size_t sz = sizeof hk_tl.tcache;
+        unsigned n = 0;
+        size_t sz = sizeof n;
+        if (mallctl("opt.narenas", &n, &sz, NULL, 0) != 0 || n == 0)
+            n = 4;
+        if (n > HK_JE_ARENAS_MAX)
+            n = HK_JE_ARENAS_MAX;
+        unsigned a = make_arena(&je_arenas[atomic_fetch_add(&je_next, 1) % n]);
         if (a != UINT32_MAX) {
-            flags = MALLOCX_ARENA(a) | MALLOCX_TCACHE_NONE;
-            int expect = 0;
-            if (atomic_compare_exchange_strong(&je_key_state, &expect, 1))
-                pthread_key_create(&je_key, je_thread_exit);
-            if (mallctl("tcache.create", &hk_tl.tcache, &sz, NULL, 0) == 0) {
-                hk_tl.has_tcache = true;
-                flags = MALLOCX_ARENA(a) | MALLOCX_TCACHE(hk_tl.tcache);
-            }
+            if (mallctl("thread.arena", NULL, NULL, &a, sizeof a) == 0)
+                hk_tl.free_flags = 0;
+            else
+                hk_tl.alloc_flags = MALLOCX_ARENA(a) | MALLOCX_TCACHE_NONE;
         }
     }
-    hk_tl.flags = flags;
+    hk_tl.chosen = true;
     hk_tl.in_je--;
-    if (hk_tl.has_tcache) /* after in_je: setspecific may call malloc */
-        pthread_setspecific(je_key, (void *)1);
-    return flags;
+    /* After in_je: these may call malloc, which then goes to jemalloc too. */
+    if (!hk_cnt.linked)
+        cnt_link();
+    if (jemalloc_mode() && !atomic_load(&je_plain_malloc)) {
+        void *lib = dlopen("libjemalloc.so.2", RTLD_NOW | RTLD_NOLOAD);
+        void *m = lib ? dlsym(lib, "malloc") : NULL, *f = lib ? dlsym(lib, "free") : NULL;
+        if (m && f && m != (void *)malloc) {
+            atomic_store_explicit(&je_plain_free, (hk_free_fn)f, memory_order_relaxed);
+            atomic_store_explicit(&je_plain_malloc, (hk_malloc_fn)m, memory_order_release);
+        }
+    }
+}
+
+static int je_flags(void) {
+    if (PA_UNLIKELY(!hk_tl.chosen))
+        je_choose();
+    return hk_tl.alloc_flags;
 }
 
 static int je_free_flags(void) {
-    return hk_tl.has_tcache ? MALLOCX_TCACHE(hk_tl.tcache) : MALLOCX_TCACHE_NONE;
+    if (PA_UNLIKELY(!hk_tl.chosen))
+        je_choose();
+    return hk_tl.free_flags;
 }
 
 static void *je_alloc(size_t n, size_t align, bool zero) {
@@ -129,7 +202,7 @@ static void *je_alloc(size_t n, size_t align, bool zero) {
         return NULL;
     }
     int flags = je_flags();
-    if (!flags) {
+    if (!flags && !jemalloc_mode()) { /* no arena could be made */
         errno = ENOMEM;
         return NULL;
     }
@@ -138,16 +211,25 @@ static void *je_alloc(size_t n, size_t align, bool zero) {
     if (zero)
         flags |= MALLOCX_ZERO;
     hk_tl.in_je++;
-    void *p = mallocx(n ? n : 1, flags);
-    if (p && !jemalloc_mode() && !hk_large_add(p)) {
-        dallocx(p, je_free_flags()); /* cannot track it: refuse, lose nothing */
-        p = NULL;
-    }
+    hk_malloc_fn plain = atomic_load_explicit(&je_plain_malloc, memory_order_acquire);
+    void *p = !flags && plain ? plain(n) : mallocx(n ? n : 1, flags);
     hk_tl.in_je--;
-    if (!p)
+    if (!p) {
         errno = ENOMEM;
-    else
-        atomic_fetch_add_explicit(&large_nmalloc, 1, memory_order_relaxed);
+        return NULL;
+    }
+    if (jemalloc_mode()) { /* every size: no registry */
+        pool_count(&hk_cnt.nmalloc);
+        return p;
+    }
+    if (!hk_large_add(p)) { /* cannot track it: refuse, lose nothing */
+        hk_tl.in_je++;
+        dallocx(p, je_free_flags());
+        hk_tl.in_je--;
+        errno = ENOMEM;
+        return NULL;
+    }
+    pool_count(&hk_cnt.nmalloc);
     return p;
 }
 
@@ -159,10 +241,15 @@ static hk_large_state je_lookup(const void *p, bool take) {
 }
 
 static void je_free(void *p) {
+    int flags = je_free_flags();
     hk_tl.in_je++;
-    dallocx(p, je_free_flags());
+    hk_free_fn plain = atomic_load_explicit(&je_plain_free, memory_order_acquire);
+    if (!flags && plain)
+        plain(p);
+    else
+        dallocx(p, flags);
     hk_tl.in_je--;
-    atomic_fetch_add_explicit(&large_nfree, 1, memory_order_relaxed);
+    pool_count(&hk_cnt.nfree);
 }
 
 static size_t je_size(const void *p) {
@@ -179,7 +266,26 @@ static bool to_jemalloc(size_t n) {
 
 /* ---- malloc family --------------------------------------------------------- */
 
+/* jemalloc mode, thread bound: straight to jemalloc's own fast paths. */
+static inline bool je_direct(void) {
+    return hk_tl.chosen && !hk_tl.in_je && !hk_tl.alloc_flags &&
+           atomic_load_explicit(&je_plain_malloc, memory_order_acquire);
+}
+
+static HK_NOINLINE void *malloc_routed(size_t n);
+
 void *hk_malloc_slow(size_t n) {
+    if (je_direct()) {
+        hk_tl.in_je = 1;
+        void *p = atomic_load_explicit(&je_plain_malloc, memory_order_relaxed)(n); /* sets errno */
+        hk_tl.in_je = 0;
+        pool_count(&hk_cnt.nmalloc);
+        return p;
+    }
+    return malloc_routed(n);
+}
+
+static void *malloc_routed(size_t n) {
     if (to_jemalloc(n))
         return je_alloc(n, 0, false);
     void *p = pool_malloc_slow(n);
@@ -191,10 +297,23 @@ void *hk_malloc_slow(size_t n) {
     return p;
 }
 
+static HK_NOINLINE void free_routed(void *p, const pa_desc *d, const char *fn);
+
 void hk_free_slow(void *p, const char *fn) {
+    const pa_desc *d = pa_pagemap_get(p);
+    if (d == &hk_je_desc && je_direct()) {
+        hk_tl.in_je = 1;
+        atomic_load_explicit(&je_plain_free, memory_order_relaxed)(p);
+        hk_tl.in_je = 0;
+        pool_count(&hk_cnt.nfree);
+        return;
+    }
+    free_routed(p, d, fn);
+}
+
+static void free_routed(void *p, const pa_desc *d, const char *fn) {
     if (!p)
         return;
-    const pa_desc *d = pa_pagemap_get(p);
     if (d && d->kind == PA_KIND_SLAB) {
         pool_ptr_kind k = pool_free_slow(p);
         if (k != POOL_PTR_OK)
@@ -350,8 +469,14 @@ void *hk_pvalloc(size_t n) {
 /* ---- statistics and lifecycle ---------------------------------------------- */
 
 void hk_large_stats(uint64_t *nmalloc, uint64_t *nfree) {
-    *nmalloc = atomic_load_explicit(&large_nmalloc, memory_order_relaxed);
-    *nfree = atomic_load_explicit(&large_nfree, memory_order_relaxed);
+    pa_lock(&cnt_lock);
+    *nmalloc = cnt_retired_nmalloc;
+    *nfree = cnt_retired_nfree;
+    for (hk_counter *c = cnt_list; c; c = c->next) {
+        *nmalloc += atomic_load_explicit(&c->nmalloc, memory_order_relaxed);
+        *nfree += atomic_load_explicit(&c->nfree, memory_order_relaxed);
+    }
+    pa_unlock(&cnt_lock);
 }
 
 static void write_stderr(void *unused, const char *s) {

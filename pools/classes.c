@@ -1,6 +1,6 @@
 /* classes.c - owns the size-class table of the pools: about four classes per
  * doubling, the run each class is carved from, and the waste of each class,
- * plus the lookup tables built from it. */
+ * plus the lookup tables derived from it. */
 #include "pools/classes.h"
 
 const char *const pool_names[POOL_COUNT] = {"tiny", "mid", "l25"};
@@ -75,24 +75,42 @@ const pool_class pool_classes[POOL_NCLASS] = {
     { 2097152,  2097152, POOL_L25,  124,   0},
 };
 
-uint8_t pool_lut_tiny[TINY_MAX / 16 + 1];
-uint8_t pool_lut_mid[MID_MAX / 256 + 1];
-uint8_t pool_lut_l25[L25_MAX / 16384 + 1];
-
-static void fill(uint8_t *lut, unsigned n, unsigned step, unsigned pool) {
-    unsigned c = 0;
-    while (pool_classes[c].pool != pool)
-        c++;
-    for (unsigned i = 0; i < n; i++) {
-        size_t want = (size_t)i * step;
-        while (pool_classes[c].size < want)
-            c++;
-        lut[i] = (uint8_t)c;
-    }
-}
-
-void pool_classes_init(void) {
-    fill(pool_lut_tiny, TINY_MAX / 16 + 1, 16, POOL_TINY);
-    fill(pool_lut_mid, MID_MAX / 256 + 1, 256, POOL_MID);
-    fill(pool_lut_l25, L25_MAX / 16384 + 1, 16384, POOL_L25);
-}
+/* Size-to-class lookup, derived from the table above (tests/pool_classes
+ * checks every entry): Tiny by 16 B, Mid by 256 B, L25 by 16 KiB steps. */
+const uint8_t pool_lut_tiny[TINY_MAX / 16 + 1] = {
+    0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 8, 9, 9, 10, 10, 11,
+    11, 12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15,
+    15, 16, 16, 16, 16, 16, 16, 16, 16, 17, 17, 17, 17, 17, 17, 17,
+    17, 18, 18, 18, 18, 18, 18, 18, 18, 19, 19, 19, 19, 19, 19, 19,
+    19,
+};
+const uint8_t pool_lut_mid[MID_MAX / 256 + 1] = {
+    20, 20, 20, 20, 20, 20, 21, 22, 23, 24, 24, 25, 25, 26, 26, 27,
+    27, 28, 28, 28, 28, 29, 29, 29, 29, 30, 30, 30, 30, 31, 31, 31,
+    31, 32, 32, 32, 32, 32, 32, 32, 32, 33, 33, 33, 33, 33, 33, 33,
+    33, 34, 34, 34, 34, 34, 34, 34, 34, 35, 35, 35, 35, 35, 35, 35,
+    35, 36, 36, 36, 36, 36, 36, 36, 36, 36, 36, 36, 36, 36, 36, 36,
+    36, 37, 37, 37, 37, 37, 37, 37, 37, 37, 37, 37, 37, 37, 37, 37,
+    37, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38,
+    38, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39,
+    39, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40,
+    40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40,
+    40, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41,
+    41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41,
+    41, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42,
+    42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42,
+    42, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43,
+    43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43,
+    43,
+};
+const uint8_t pool_lut_l25[L25_MAX / 16384 + 1] = {
+    44, 44, 44, 44, 44, 44, 45, 46, 47, 48, 48, 49, 49, 50, 50, 51,
+    51, 52, 52, 52, 52, 53, 53, 53, 53, 54, 54, 54, 54, 55, 55, 55,
+    55, 56, 56, 56, 56, 56, 56, 56, 56, 57, 57, 57, 57, 57, 57, 57,
+    57, 58, 58, 58, 58, 58, 58, 58, 58, 59, 59, 59, 59, 59, 59, 59,
+    59, 60, 60, 60, 60, 60, 60, 60, 60, 60, 60, 60, 60, 60, 60, 60,
+    60, 61, 61, 61, 61, 61, 61, 61, 61, 61, 61, 61, 61, 61, 61, 61,
+    61, 62, 62, 62, 62, 62, 62, 62, 62, 62, 62, 62, 62, 62, 62, 62,
+    62, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63,
+    63,
+};

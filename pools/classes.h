@@ -25,10 +25,9 @@ extern const pool_class pool_classes[POOL_NCLASS];
 extern const char *const pool_names[POOL_COUNT];
 
 /* Lookup tables: Tiny by 16 B steps, Mid by 256 B steps, L25 by 16 KiB. */
-extern uint8_t pool_lut_tiny[TINY_MAX / 16 + 1];
-extern uint8_t pool_lut_mid[MID_MAX / 256 + 1];
-extern uint8_t pool_lut_l25[L25_MAX / 16384 + 1];
-void pool_classes_init(void);
+extern const uint8_t pool_lut_tiny[TINY_MAX / 16 + 1];
+extern const uint8_t pool_lut_mid[MID_MAX / 256 + 1];
+extern const uint8_t pool_lut_l25[L25_MAX / 16384 + 1];
 
 /* Class of a size in 1..L25_MAX (size 0 is served as 1). */
 static inline unsigned pool_class_of(size_t n) {

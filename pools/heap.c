@@ -34,7 +34,7 @@ static _Atomic(pool_heap *) all_heaps;
 static pool_heap *abandoned;
 static pa_lock_t abandon_lock;
 static pthread_key_t heap_key;
-static atomic_int init_state; /* 0 new, 1 running, 2 ready */
+static atomic_int init_state; /* 0 new, 1 registering, 2 ready */
 
 static void count_add(_Atomic uint64_t *c, int64_t d) {
     atomic_fetch_add_explicit(c, (uint64_t)d, memory_order_relaxed);
@@ -81,7 +81,8 @@ static pool_slab *slab_new(pool_heap *h, unsigned c) {
         pa_meta_free(s, sizeof *s);
         return NULL;
     }
-    s->start = s->bump = mem;
+    s->start = mem;
+    atomic_store_explicit(&s->bump, s->start, memory_order_relaxed);
     s->end = s->start + (size_t)s->capacity * k->size;
     count_add(&pool_allocated[k->pool], (int64_t)k->run_bytes);
     count_add(&pool_nslabs[k->pool], 1);
@@ -148,18 +149,19 @@ static uint32_t slab_drain_remote(pool_slab *s, bool clear_listed) {
 
 /* Carve up to a page's worth of fresh blocks onto the free list. */
 static bool slab_carve(pool_slab *s) {
-    size_t bs = s->block_size, left = (size_t)(s->end - s->bump) / bs;
+    char *bump = atomic_load_explicit(&s->bump, memory_order_relaxed);
+    size_t bs = s->block_size, left = (size_t)(s->end - bump) / bs;
     if (!left)
         return false;
     size_t n = bs >= PA_PAGE ? 1 : PA_PAGE / bs;
     if (n > left)
         n = left;
-    char *p = s->bump;
+    char *p = bump;
     for (size_t i = 0; i + 1 < n; i++, p += bs)
         *(void **)p = p + bs;
     *(void **)p = s->free;
-    s->free = s->bump;
-    s->bump += n * bs;
+    s->free = bump;
+    atomic_store_explicit(&s->bump, bump + n * bs, memory_order_relaxed);
     return true;
 }
 
@@ -189,26 +191,31 @@ static void fork_child(void) {
         abandoned = NULL; /* half-updated: leak those heaps in this child */
 }
 
-static bool pool_init(void) {
-    int st = atomic_load_explicit(&init_state, memory_order_acquire);
-    if (PA_LIKELY(st == 2))
-        return true;
-    int expect = 0;
-    if (!atomic_compare_exchange_strong(&init_state, &expect, 1)) {
-        while ((expect = atomic_load(&init_state)) == 1)
-            __builtin_ia32_pause();
-        return expect == 2;
-    }
-    if (!pa_init()) {
-        atomic_store(&init_state, 0);
-        return false;
-    }
-    pool_classes_init();
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static bool init_ok;
+
+static void init_body(void) {
+    if (!pa_init())
+        return;
     pthread_key_create(&heap_key, heap_key_destructor);
-    atomic_store_explicit(&init_state, 2, memory_order_release);
-    pthread_atfork(NULL, NULL, fork_child); /* may call malloc: ready by now */
+    init_ok = true;
+}
+
+static bool pool_init(void) {
+    if (PA_LIKELY(atomic_load_explicit(&init_state, memory_order_acquire) != 0))
+        return true;
+    pthread_once(&init_once, init_body);
+    if (!init_ok)
+        return false;
+    int expect = 0;
+    if (atomic_compare_exchange_strong(&init_state, &expect, 1)) {
+        pthread_atfork(NULL, NULL, fork_child); /* may call malloc: ready by now */
+        atomic_store_explicit(&init_state, 2, memory_order_release);
+    }
     return true;
 }
+
+__attribute__((constructor)) static void pool_ctor(void) { pool_init(); }
 
 static pool_heap *heap_acquire(void) {
     pa_lock(&abandon_lock);
@@ -266,7 +273,7 @@ void pool_thread_exit(void) {
         pool_slab *s = h->cur[c];
         h->cur[c] = &pool_empty_slab;
         if (s != &pool_empty_slab) {
-            if (s->free || s->bump < s->end)
+            if (s->free || atomic_load_explicit(&s->bump, memory_order_relaxed) < s->end)
                 list_push(h, s);
             else
                 s->full = true;

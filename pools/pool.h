@@ -23,7 +23,8 @@ typedef struct pool_slab {
     uint32_t block_size;
     uint16_t cls;
     bool full;                /* off the heap's class list */
-    char *start, *bump, *end; /* blocks are [start, end); [bump, end) uncarved */
+    char *start, *end;        /* blocks are [start, end) */
+    _Atomic(char *) bump;     /* [bump, end) uncarved; read by freeing threads */
     uint64_t magic;           /* ceil(2^43 / block_size): exact offset / size */
     size_t span_bytes;
     struct pool_slab *next, *prev; /* the heap's list of slabs with free blocks */
@@ -88,7 +89,8 @@ static inline void *pool_malloc_fast(size_t n) {
 static inline bool pool_block_ok(const pool_slab *s, const void *p) {
     uintptr_t off = (uintptr_t)p - (uintptr_t)s->start;
     uint64_t idx = ((uint64_t)off * s->magic) >> POOL_MAGIC_SHIFT;
-    return (char *)p < s->bump && idx * s->block_size == off;
+    return (char *)p < atomic_load_explicit(&((pool_slab *)s)->bump, memory_order_relaxed) &&
+           idx * s->block_size == off;
 }
 
 void pool_free_local_slow(pool_heap *h, pool_slab *s);

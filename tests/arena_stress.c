@@ -132,6 +132,9 @@ static void case_fork(void) {
         }
         int status;
         CHECK(waitpid(pid, &status, 0) == pid);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            fprintf(stderr, "child %d: %s %d\n", n, WIFEXITED(status) ? "exit" : "signal",
+                    WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
         CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         usleep(1000);
     }

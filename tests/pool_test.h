@@ -1,0 +1,226 @@
+/* pool_test.h - owns the helpers shared by the pools / malloc-front tests
+ * (api_conformance.c, pool_threads.c, front_routing.c): the CHECK macros,
+ * the T_* allocation layer, access to hak_mallctl statistics, byte patterns
+ * and small utilities.
+ *
+ * The allocation layer: compiled with -DHK_INPROCESS the T_* names call the
+ * inlined malloc front of hooks/hk_front.h directly (link hakmem_core; this
+ * is what the sanitizer builds run).  Without it they are the libc names,
+ * and the test runs with LD_PRELOAD=libhakmem.so; t_require_hakmem() then
+ * fails unless HAKMEM really is the process's allocator. */
+#ifndef POOL_TEST_H
+#define POOL_TEST_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hakmem.h"
+
+#ifdef HK_INPROCESS
+#include "hooks/hk_front.h"
+#define T_malloc(n) hk_malloc(n)
+#define T_free(p) hk_free(p)
+#define T_calloc(n, m) hk_calloc(n, m)
+#define T_realloc(p, n) hk_realloc(p, n)
+#define T_reallocarray(p, n, m) hk_reallocarray(p, n, m)
+#define T_posix_memalign(o, a, n) hk_posix_memalign(o, a, n)
+#define T_aligned_alloc(a, n) hk_memalign(a, n)
+#define T_memalign(a, n) hk_memalign(a, n)
+#define T_valloc(n) hk_valloc(n)
+#define T_pvalloc(n) hk_pvalloc(n)
+#define T_usable(p) hk_usable_size(p)
+#define T_VARIANT "inprocess"
+#else
+#include <malloc.h>
+#include "pools/classes.h"
+#define T_malloc(n) malloc(n)
+#define T_free(p) free(p)
+#define T_calloc(n, m) calloc(n, m)
+#define T_realloc(p, n) realloc(p, n)
+#define T_reallocarray(p, n, m) reallocarray(p, n, m)
+#define T_posix_memalign(o, a, n) posix_memalign(o, a, n)
+#define T_aligned_alloc(a, n) aligned_alloc(a, n)
+#define T_memalign(a, n) memalign(a, n)
+#define T_valloc(n) valloc(n)
+#define T_pvalloc(n) pvalloc(n)
+#define T_usable(p) malloc_usable_size((void *)(p))
+#define T_VARIANT "preload"
+#endif
+
+/* ---- checks ------------------------------------------------------------------ */
+
+#define CHECK(cond)                                                              \
+    do {                                                                         \
+        if (!(cond)) {                                                           \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__,     \
+                    #cond);                                                      \
+            _exit(1);                                                            \
+        }                                                                        \
+    } while (0)
+
+/* CHECK with context: CHECKM(cond, "size %zu", n). */
+#define CHECKM(cond, ...)                                                        \
+    do {                                                                         \
+        if (!(cond)) {                                                           \
+            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__,     \
+                    #cond);                                                      \
+            fprintf(stderr, __VA_ARGS__);                                        \
+            fputc('\n', stderr);                                                 \
+            _exit(1);                                                            \
+        }                                                                        \
+    } while (0)
+
+/* Hide a value from the optimiser (no constant folding of huge sizes, no
+ * -Walloc-size-larger-than warnings, no elided malloc/free pairs). */
+static inline size_t opaque(size_t x) {
+    __asm__ volatile("" : "+r"(x));
+    return x;
+}
+static inline void *opaque_ptr(void *p) {
+    __asm__ volatile("" : "+r"(p));
+    return p;
+}
+
+#define KiB ((size_t)1 << 10)
+#define MiB ((size_t)1 << 20)
+
+/* ---- patterns ------------------------------------------------------------------ */
+
+static inline uint64_t t_word(uint64_t seed, size_t k) {
+    uint64_t x = seed + (uint64_t)k * 0x9e3779b97f4a7c15ull;
+    x ^= x >> 31;
+    x *= 0xbf58476d1ce4e5b9ull;
+    return x ^ (x >> 29);
+}
+
+/* Byte i of the pattern `seed`: byte (i % 8) of word i / 8. */
+static inline uint8_t t_byte(uint64_t seed, size_t i) {
+    return (uint8_t)(t_word(seed, i / 8) >> (8 * (i % 8)));
+}
+
+static inline void t_fill(void *p, size_t n, uint64_t seed) {
+    unsigned char *b = p;
+    size_t k = 0;
+    for (; (k + 1) * 8 <= n; k++) {
+        uint64_t w = t_word(seed, k);
+        memcpy(b + k * 8, &w, 8);
+    }
+    for (size_t i = k * 8; i < n; i++)
+        b[i] = t_byte(seed, i);
+}
+
+/* Index of the first byte that differs from the pattern, or n. */
+static inline size_t t_verify(const void *p, size_t n, uint64_t seed) {
+    const unsigned char *b = p;
+    size_t k = 0;
+    for (; (k + 1) * 8 <= n; k++) {
+        uint64_t w = t_word(seed, k), got;
+        memcpy(&got, b + k * 8, 8);
+        if (got != w)
+            break;
+    }
+    for (size_t i = k * 8; i < n; i++)
+        if (b[i] != t_byte(seed, i))
+            return i;
+    return n;
+}
+
+/* True when n bytes at p are all zero. */
+static inline int t_is_zero(const void *p, size_t n) {
+    const unsigned char *b = p;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, b + i, 8);
+        if (w)
+            return 0;
+    }
+    for (; i < n; i++)
+        if (b[i])
+            return 0;
+    return 1;
+}
+
+static inline int t_aligned(const void *p, size_t a) { return ((uintptr_t)p & (a - 1)) == 0; }
+
+/* ---- HAKMEM introspection --------------------------------------------------------- */
+
+typedef int (*t_mallctl_fn)(const char *, void *, size_t *, void *, size_t);
+
+static inline t_mallctl_fn t_mallctl(void) {
+#ifdef HK_INPROCESS
+    return hak_mallctl;
+#else
+    static t_mallctl_fn fn;
+    if (!fn) {
+        void *sym = dlsym(RTLD_DEFAULT, "hak_mallctl");
+        CHECKM(sym != NULL, "hak_mallctl not found: is libhakmem.so preloaded?");
+        memcpy(&fn, &sym, sizeof fn);
+    }
+    return fn;
+#endif
+}
+
+static inline uint64_t t_stat(const char *name) {
+    uint64_t v = 0;
+    size_t len = sizeof v;
+    int rc = t_mallctl()(name, &v, &len, NULL, 0);
+    CHECKM(rc == 0 && len == sizeof v, "hak_mallctl(%s) = %d", name, rc);
+    return v;
+}
+
+/* Bytes of slabs and runs the three pools hold. */
+static inline uint64_t t_pool_allocated(void) {
+    return t_stat("stats.tiny.allocated") + t_stat("stats.mid.allocated") +
+           t_stat("stats.l25.allocated");
+}
+
+/* Preload variant: fail unless libhakmem.so is live and malloc is its own. */
+static inline void t_require_hakmem(void) {
+#ifndef HK_INPROCESS
+    void *ctl = dlsym(RTLD_DEFAULT, "hak_mallctl");
+    CHECKM(ctl != NULL, "HAKMEM is not live: dlsym(hak_mallctl) == NULL "
+                        "(run with LD_PRELOAD=libhakmem.so)");
+    static const char *const names[] = {
+        "malloc", "free", "calloc", "realloc", "reallocarray", "posix_memalign",
+        "aligned_alloc", "memalign", "valloc", "pvalloc", "malloc_usable_size"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        void *f = dlsym(RTLD_DEFAULT, names[i]);
+        Dl_info info;
+        CHECKM(f && dladdr(f, &info) && info.dli_fname &&
+                   strstr(info.dli_fname, "libhakmem") != NULL,
+               "%s does not resolve into libhakmem.so (%s)", names[i],
+               f && dladdr(f, &info) && info.dli_fname ? info.dli_fname : "?");
+    }
+#endif
+}
+
+/* Resident set size in bytes, from /proc/self/statm. */
+static inline size_t t_rss(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    CHECK(f != NULL);
+    unsigned long size = 0, res = 0;
+    CHECK(fscanf(f, "%lu %lu", &size, &res) == 2);
+    fclose(f);
+    return (size_t)res * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* xorshift64*: per-thread deterministic random numbers. */
+static inline uint64_t t_rand(uint64_t *s) {
+    uint64_t x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+#endif
