@@ -1,0 +1,572 @@
+/* bench_workloads.c - owns the LD_PRELOAD workloads of the HAKMEM bench.
+ *
+ * One executable, linked with no allocator (only -pthread -ldl), so that
+ * LD_PRELOAD alone decides which malloc runs:
+ *
+ *     bench_workloads <workload> <scale>
+ *
+ * Workloads: tiny_hot random_mixed mid_large_mt vm_mixed larson_like
+ * prod_cons large_blocks.  <scale> multiplies the step counts (1.0 = the full
+ * definition).  Every workload checks the bytes it wrote and prints one line:
+ *
+ *     RESULT workload=<name> ops=<n> secs=<timed seconds> malloc_lib=<path>
+ *            check=<ok|FAIL:reason> rss_kib=<VmHWM> [hk_mode=.. hk_pa=..
+ *            hk_pool_nmalloc=.. hk_hooks_alloc=..]
+ *
+ * malloc_lib is the object that provides malloc at run time (dladdr), the
+ * proof of which allocator was live.  The hk_* fields appear when hak_mallctl
+ * resolves (libhakmem is loaded); -1 means that name was refused.
+ * Exports nothing.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PAGE 4096u
+
+static const char *g_workload = "?";
+
+/* ---- utilities --------------------------------------------------------- */
+
+/* xorshift64*: fixed seeds, so every allocator sees the same sequence. */
+static inline uint64_t rng_next(uint64_t *s) {
+    uint64_t x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+static uint64_t rng_seed(uint64_t k) {
+    uint64_t s = 0x9E3779B97F4A7C15ULL * (k + 1);
+    return s ? s : 1;
+}
+
+static double now_sec(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static uint64_t scaled(uint64_t base, double scale) {
+    double v = (double)base * scale + 0.5;
+    return v < 1.0 ? 1 : (uint64_t)v;
+}
+
+/* Size in [2^lo, 2^hi): a random power of two, then uniform inside it
+ * (roughly log-uniform, without libm). */
+static size_t log_size(uint64_t r, unsigned lo, unsigned hi) {
+    unsigned e = lo + (unsigned)(r % (hi - lo));
+    size_t base = (size_t)1 << e;
+    return base + (size_t)((r >> 16) % base);
+}
+
+/* A tag byte that depends on everything we know about a block. */
+static inline uint8_t tag_of(uint64_t a, uint64_t b) {
+    uint64_t h = (a * 0x9E3779B97F4A7C15ULL) ^ (b + 0x632BE59BD9B4E019ULL);
+    return (uint8_t)((h >> 56) | 1);
+}
+
+/* Peak RSS of this process in KiB (VmHWM), read without allocating.  The
+ * runner's wait4 ru_maxrss would include the runner's own RSS: Linux carries
+ * the pre-exec address space's high-water mark across exec. */
+static long peak_rss_kib(void) {
+    char buf[4096];
+    int fd = open("/proc/self/status", O_RDONLY);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = 0;
+    const char *p = strstr(buf, "VmHWM:");
+    return p ? strtol(p + 6, NULL, 10) : -1;
+}
+
+typedef int (*hak_mallctl_fn)(const char *, void *, size_t *, void *, size_t);
+
+static int64_t hk_read(hak_mallctl_fn fn, const char *name) {
+    uint64_t v = 0;
+    size_t len = sizeof v;
+    if (fn(name, &v, &len, NULL, 0) != 0 || len != sizeof v)
+        return -1;
+    return (int64_t)v;
+}
+
+/* Print the RESULT line with the proof of which allocator is live. */
+static void print_result(uint64_t ops, double secs, const char *check) {
+    const char *lib = "unknown";
+    Dl_info info;
+    void *m = dlsym(RTLD_DEFAULT, "malloc");
+    if (m && dladdr(m, &info) && info.dli_fname && info.dli_fname[0])
+        lib = info.dli_fname;
+
+    char hk[256] = "";
+    hak_mallctl_fn fn;
+    *(void **)(&fn) = dlsym(RTLD_DEFAULT, "hak_mallctl");
+    if (fn) {
+        int64_t pool = 0;
+        static const char *const pools[] = {"stats.tiny.nmalloc", "stats.mid.nmalloc",
+                                            "stats.l25.nmalloc"};
+        for (size_t i = 0; i < sizeof pools / sizeof pools[0]; i++) {
+            int64_t v = hk_read(fn, pools[i]);
+            pool = (v < 0 || pool < 0) ? -1 : pool + v;
+        }
+        snprintf(hk, sizeof hk,
+                 " hk_mode=%" PRId64 " hk_pa=%" PRId64 " hk_pool_nmalloc=%" PRId64
+                 " hk_hooks_alloc=%" PRId64,
+                 hk_read(fn, "opt.mode"), hk_read(fn, "opt.page_arena.enable"), pool,
+                 hk_read(fn, "stats.hooks.alloc_calls"));
+    }
+    printf("RESULT workload=%s ops=%" PRIu64 " secs=%.6f malloc_lib=%s check=%s"
+           " rss_kib=%ld%s\n",
+           g_workload, ops, secs, lib, check, peak_rss_kib(), hk);
+    fflush(stdout);
+}
+
+/* A verification failure or an out-of-memory: say so and abort. */
+static _Noreturn void fail(const char *fmt, ...) {
+    static atomic_flag once = ATOMIC_FLAG_INIT;
+    char reason[200], check[220];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof reason, fmt, ap);
+    va_end(ap);
+    if (!atomic_flag_test_and_set(&once)) {
+        fprintf(stderr, "bench_workloads: %s: %s\n", g_workload, reason);
+        for (char *c = reason; *c; c++) /* keep the RESULT line one token per field */
+            if (*c == ' ' || *c == '=')
+                *c = '_';
+        snprintf(check, sizeof check, "FAIL:%s", reason);
+        print_result(0, 0.0, check);
+    }
+    abort();
+}
+
+static void *xmalloc(size_t n) {
+    void *p = malloc(n);
+    if (!p)
+        fail("malloc(%zu) returned NULL", n);
+    return p;
+}
+
+/* A block carries its tag in its first, middle and last bytes, so a block
+ * handed out twice, or overlapping its neighbour, is caught. */
+static inline void mark(uint8_t *p, size_t n, uint8_t tag) {
+    p[0] = tag;
+    p[n / 2] = (uint8_t)(tag ^ 0x3C);
+    p[n - 1] = (uint8_t)(tag ^ 0x5A);
+}
+
+static inline void check_mark(const uint8_t *p, size_t n, uint8_t tag) {
+    if (p[0] != tag || p[n / 2] != (uint8_t)(tag ^ 0x3C) || p[n - 1] != (uint8_t)(tag ^ 0x5A))
+        fail("block %p of %zu bytes was overwritten", (const void *)p, n);
+}
+
+/* Write one byte in every page of the block, plus the mark. */
+static void touch_pages(uint8_t *p, size_t n, uint8_t tag) {
+    for (size_t off = 0; off < n; off += PAGE)
+        p[off] = tag;
+    mark(p, n, tag);
+}
+
+static void check_pages(const uint8_t *p, size_t n, uint8_t tag) {
+    size_t page = (n / 4) & ~(size_t)(PAGE - 1);
+    check_mark(p, n, tag);
+    if (p[page] != tag)
+        fail("page at +%zu of a %zu-byte block was overwritten", page, n);
+}
+
+/* A stamp in the first 8 bytes (blocks are at least 16 bytes), and a byte
+ * derived from it in the middle and at the end. */
+static inline uint8_t stamp_byte(uint64_t stamp) { return (uint8_t)(stamp ^ (stamp >> 29) ^ 0xA5); }
+
+static inline void put_stamp(uint8_t *p, size_t n, uint64_t stamp) {
+    memcpy(p, &stamp, sizeof stamp);
+    p[n / 2] = stamp_byte(stamp);
+    p[n - 1] = stamp_byte(stamp);
+}
+
+static inline void check_stamp(const uint8_t *p, size_t n, uint64_t stamp) {
+    uint64_t got;
+    memcpy(&got, p, sizeof got);
+    if (got != stamp)
+        fail("block %p of %zu bytes was overwritten (stamp %" PRIx64 ", expected %" PRIx64 ")",
+             (const void *)p, n, got, stamp);
+    if (p[n / 2] != stamp_byte(stamp) || p[n - 1] != stamp_byte(stamp))
+        fail("block %p of %zu bytes was overwritten (middle or last byte)", (const void *)p, n);
+}
+
+/* ---- tiny_hot: batches of 100, freed LIFO ------------------------------- */
+
+static void run_tiny_hot(double scale) {
+    static const size_t sizes[] = {64, 16, 32, 64, 128, 256, 512, 1024};
+    enum { BATCH = 100 };
+    uint64_t cycles = scaled(100000, scale);
+    uint8_t *blk[BATCH];
+    double secs = 0;
+    uint64_t ops = 0;
+
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        size_t n = sizes[s];
+        double t0 = now_sec();
+        for (uint64_t c = 0; c < cycles; c++) {
+            for (unsigned i = 0; i < BATCH; i++) {
+                blk[i] = xmalloc(n);
+                mark(blk[i], n, tag_of(c, i));
+            }
+            for (unsigned i = BATCH; i-- > 0;) {
+                check_mark(blk[i], n, tag_of(c, i));
+                free(blk[i]);
+            }
+        }
+        double t = now_sec() - t0;
+        secs += t;
+        ops += 2 * BATCH * cycles;
+        fprintf(stderr, "tiny_hot size=%zu: %.1f Mops/s\n", n,
+                (double)(2 * BATCH * cycles) / t / 1e6);
+    }
+    print_result(ops, secs, "ok");
+}
+
+/* ---- random_mixed: 8192 slots, 16-1039 B -------------------------------- */
+
+enum { RM_SLOTS = 8192 };
+static uint8_t *rm_ptr[RM_SLOTS];
+static uint16_t rm_len[RM_SLOTS];
+
+static inline void rm_step(uint64_t *rng) {
+    uint64_t r = rng_next(rng);
+    unsigned slot = (unsigned)(r >> 40) % RM_SLOTS;
+    if (rm_ptr[slot]) {
+        check_mark(rm_ptr[slot], rm_len[slot], tag_of(slot, rm_len[slot]));
+        free(rm_ptr[slot]);
+        rm_ptr[slot] = NULL;
+    } else {
+        size_t n = 16 + (size_t)(r % 1024);
+        rm_ptr[slot] = xmalloc(n);
+        rm_len[slot] = (uint16_t)n;
+        mark(rm_ptr[slot], n, tag_of(slot, n));
+    }
+}
+
+static void run_random_mixed(double scale) {
+    uint64_t steps = scaled(10000000, scale);
+    uint64_t rng = rng_seed(1);
+    for (uint64_t i = 0; i < steps / 10; i++) /* untimed warm-up */
+        rm_step(&rng);
+    double t0 = now_sec();
+    for (uint64_t i = 0; i < steps; i++)
+        rm_step(&rng);
+    double secs = now_sec() - t0;
+    for (unsigned s = 0; s < RM_SLOTS; s++) {
+        if (rm_ptr[s]) {
+            check_mark(rm_ptr[s], rm_len[s], tag_of(s, rm_len[s]));
+            free(rm_ptr[s]);
+        }
+    }
+    print_result(steps, secs, "ok");
+}
+
+/* ---- mid_large_mt: 4 threads, 8-34 KiB ---------------------------------- */
+
+enum { MLT_THREADS = 4, MLT_SLOTS = 2048 };
+
+static uint8_t *mlt_ptr[MLT_THREADS][MLT_SLOTS];
+static uint32_t mlt_len[MLT_THREADS][MLT_SLOTS];
+
+struct mlt_arg {
+    pthread_t tid;
+    unsigned id;
+    uint64_t steps;
+    pthread_barrier_t *start;
+    double t0, t1;
+};
+
+static void *mlt_thread(void *vp) {
+    struct mlt_arg *a = vp;
+    uint8_t **ptr = mlt_ptr[a->id];
+    uint32_t *len = mlt_len[a->id];
+    uint64_t rng = rng_seed(100 + a->id);
+
+    pthread_barrier_wait(a->start);
+    a->t0 = now_sec();
+    for (uint64_t i = 0; i < a->steps; i++) {
+        uint64_t r = rng_next(&rng);
+        unsigned slot = (unsigned)(r >> 40) % MLT_SLOTS;
+        if (ptr[slot]) {
+            check_mark(ptr[slot], len[slot], tag_of(slot, len[slot]));
+            free(ptr[slot]);
+            ptr[slot] = NULL;
+        } else {
+            size_t n = ((size_t)1 << (13 + r % 3)) + (size_t)(r & 0x7FF);
+            ptr[slot] = xmalloc(n);
+            len[slot] = (uint32_t)n;
+            mark(ptr[slot], n, tag_of(slot, n));
+        }
+    }
+    a->t1 = now_sec();
+    for (unsigned s = 0; s < MLT_SLOTS; s++) { /* untimed cleanup */
+        if (ptr[s]) {
+            check_mark(ptr[s], len[s], tag_of(s, len[s]));
+            free(ptr[s]);
+            ptr[s] = NULL;
+        }
+    }
+    return NULL;
+}
+
+static void run_mid_large_mt(double scale) {
+    struct mlt_arg arg[MLT_THREADS];
+    pthread_barrier_t start;
+    uint64_t steps = scaled(40000, scale);
+
+    pthread_barrier_init(&start, NULL, MLT_THREADS);
+    for (unsigned i = 0; i < MLT_THREADS; i++) {
+        arg[i] = (struct mlt_arg){.id = i, .steps = steps, .start = &start};
+        if (pthread_create(&arg[i].tid, NULL, mlt_thread, &arg[i]) != 0)
+            fail("pthread_create failed");
+    }
+    double t0 = 0, t1 = 0;
+    for (unsigned i = 0; i < MLT_THREADS; i++) {
+        pthread_join(arg[i].tid, NULL);
+        if (i == 0 || arg[i].t0 < t0)
+            t0 = arg[i].t0;
+        if (arg[i].t1 > t1)
+            t1 = arg[i].t1;
+    }
+    pthread_barrier_destroy(&start);
+    print_result(MLT_THREADS * steps, t1 - t0, "ok");
+}
+
+/* ---- vm_mixed and large_blocks: big blocks, every page touched ---------- */
+
+/* Each step replaces one random slot with a new block in [2^lo, 2^hi). */
+static void run_big_blocks(uint64_t steps, unsigned nslots, unsigned lo, unsigned hi,
+                           uint64_t seed) {
+    uint8_t *ptr[16] = {0};
+    size_t len[16] = {0};
+    uint64_t rng = rng_seed(seed);
+
+    double t0 = now_sec();
+    for (uint64_t i = 0; i < steps; i++) {
+        uint64_t r = rng_next(&rng);
+        unsigned slot = (unsigned)(r >> 56) % nslots;
+        if (ptr[slot]) {
+            check_pages(ptr[slot], len[slot], tag_of(slot, len[slot]));
+            free(ptr[slot]);
+        }
+        size_t n = log_size(r, lo, hi);
+        ptr[slot] = xmalloc(n);
+        len[slot] = n;
+        touch_pages(ptr[slot], n, tag_of(slot, n));
+    }
+    double secs = now_sec() - t0;
+    for (unsigned s = 0; s < nslots; s++) {
+        if (ptr[s]) {
+            check_pages(ptr[s], len[s], tag_of(s, len[s]));
+            free(ptr[s]);
+        }
+    }
+    print_result(steps, secs, "ok");
+}
+
+static void run_vm_mixed(double scale) {
+    run_big_blocks(scaled(200000, scale), 16, 16, 22, 3); /* 64 KiB - 4 MiB */
+}
+
+static void run_large_blocks(double scale) {
+    run_big_blocks(scaled(2000, scale), 4, 23, 25, 4); /* 8 - 32 MiB */
+}
+
+/* ---- larson_like: thread churn and cross-thread frees ------------------- */
+
+/* Each round starts LL_THREADS new threads.  Thread i of round k first
+ * replaces every block that thread i of round k-1 (now exited) allocated,
+ * then keeps replacing random blocks of its array. */
+enum { LL_THREADS = 4, LL_BLOCKS = 1000, LL_STEPS = 4000 };
+
+struct ll_block {
+    uint8_t *p;
+    uint32_t n;
+    uint64_t stamp;
+};
+static struct ll_block ll_arr[LL_THREADS][LL_BLOCKS];
+
+struct ll_arg {
+    unsigned id;
+    uint64_t round;
+};
+
+static void ll_replace(struct ll_block *b, uint64_t *rng, uint64_t stamp) {
+    if (b->p) {
+        check_stamp(b->p, b->n, b->stamp);
+        free(b->p);
+    }
+    uint32_t n = 16 + (uint32_t)(rng_next(rng) % 2033); /* 16 - 2048 B */
+    b->p = xmalloc(n);
+    b->n = n;
+    b->stamp = stamp;
+    put_stamp(b->p, n, stamp);
+}
+
+static void *ll_thread(void *vp) {
+    const struct ll_arg *a = vp;
+    struct ll_block *arr = ll_arr[a->id];
+    uint64_t rng = rng_seed(a->round * LL_THREADS + a->id + 1000);
+    for (unsigned j = 0; j < LL_STEPS; j++) {
+        unsigned slot = j < LL_BLOCKS ? j : (unsigned)(rng_next(&rng) >> 40) % LL_BLOCKS;
+        ll_replace(&arr[slot], &rng, (a->round << 32) ^ ((uint64_t)a->id << 24) ^ j);
+    }
+    return NULL;
+}
+
+static void run_larson_like(double scale) {
+    uint64_t rounds = scaled(500, scale);
+    uint64_t rng = rng_seed(5);
+    for (unsigned t = 0; t < LL_THREADS; t++) /* round "-1" is the main thread */
+        for (unsigned j = 0; j < LL_BLOCKS; j++)
+            ll_replace(&ll_arr[t][j], &rng, ((uint64_t)t << 24) ^ j ^ 0xABCDEF);
+
+    double t0 = now_sec();
+    for (uint64_t k = 0; k < rounds; k++) {
+        pthread_t tid[LL_THREADS];
+        struct ll_arg arg[LL_THREADS];
+        for (unsigned i = 0; i < LL_THREADS; i++) {
+            arg[i] = (struct ll_arg){.id = i, .round = k + 1};
+            if (pthread_create(&tid[i], NULL, ll_thread, &arg[i]) != 0)
+                fail("pthread_create failed in round %" PRIu64, k);
+        }
+        for (unsigned i = 0; i < LL_THREADS; i++)
+            pthread_join(tid[i], NULL);
+    }
+    double secs = now_sec() - t0;
+
+    for (unsigned t = 0; t < LL_THREADS; t++) {
+        for (unsigned j = 0; j < LL_BLOCKS; j++) {
+            check_stamp(ll_arr[t][j].p, ll_arr[t][j].n, ll_arr[t][j].stamp);
+            free(ll_arr[t][j].p);
+        }
+    }
+    print_result(rounds * LL_THREADS * LL_STEPS * 2, secs, "ok");
+}
+
+/* ---- prod_cons: one producer, one consumer, lock-free ring -------------- */
+
+enum { PC_CAP = 1024 }; /* a power of two */
+
+static struct {
+    _Alignas(64) _Atomic uint64_t tail; /* written by the producer */
+    _Alignas(64) _Atomic uint64_t head; /* written by the consumer */
+    _Alignas(64) uint8_t *slot[PC_CAP];
+} pc_ring;
+
+static uint64_t pc_count;
+
+static inline uint64_t pc_stamp(uint64_t i, size_t n) { return (i << 16) | n; }
+
+static void pc_wait(unsigned *spins) {
+    if (++*spins > 64) {
+        sched_yield();
+        *spins = 0;
+    }
+}
+
+static void *pc_producer(void *unused) {
+    (void)unused;
+    uint64_t rng = rng_seed(6);
+    uint64_t head = 0; /* the consumer's head, as last seen */
+    for (uint64_t i = 0; i < pc_count; i++) {
+        size_t n = 16 + (size_t)(rng_next(&rng) % 4081); /* 16 - 4096 B */
+        uint8_t *p = xmalloc(n);
+        put_stamp(p, n, pc_stamp(i, n));
+        unsigned spins = 0;
+        while (i - head >= PC_CAP) {
+            head = atomic_load_explicit(&pc_ring.head, memory_order_acquire);
+            if (i - head >= PC_CAP)
+                pc_wait(&spins);
+        }
+        pc_ring.slot[i % PC_CAP] = p;
+        atomic_store_explicit(&pc_ring.tail, i + 1, memory_order_release);
+    }
+    return NULL;
+}
+
+static void *pc_consumer(void *unused) {
+    (void)unused;
+    uint64_t rng = rng_seed(6); /* replays the producer's sizes */
+    uint64_t tail = 0;
+    for (uint64_t i = 0; i < pc_count; i++) {
+        unsigned spins = 0;
+        while (i >= tail) {
+            tail = atomic_load_explicit(&pc_ring.tail, memory_order_acquire);
+            if (i >= tail)
+                pc_wait(&spins);
+        }
+        uint8_t *p = pc_ring.slot[i % PC_CAP];
+        size_t n = 16 + (size_t)(rng_next(&rng) % 4081);
+        check_stamp(p, n, pc_stamp(i, n));
+        free(p);
+        atomic_store_explicit(&pc_ring.head, i + 1, memory_order_release);
+    }
+    return NULL;
+}
+
+static void run_prod_cons(double scale) {
+    pthread_t prod, cons;
+    pc_count = scaled(2000000, scale);
+    double t0 = now_sec();
+    if (pthread_create(&cons, NULL, pc_consumer, NULL) != 0 ||
+        pthread_create(&prod, NULL, pc_producer, NULL) != 0)
+        fail("pthread_create failed");
+    pthread_join(prod, NULL);
+    pthread_join(cons, NULL);
+    print_result(pc_count, now_sec() - t0, "ok");
+}
+
+/* ---- main --------------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    void (*run)(double scale);
+} workloads[] = {
+    {"tiny_hot", run_tiny_hot},         {"random_mixed", run_random_mixed},
+    {"mid_large_mt", run_mid_large_mt}, {"vm_mixed", run_vm_mixed},
+    {"larson_like", run_larson_like},   {"prod_cons", run_prod_cons},
+    {"large_blocks", run_large_blocks},
+};
+
+int main(int argc, char **argv) {
+    size_t nw = sizeof workloads / sizeof workloads[0];
+    char *end = NULL;
+    double scale = argc == 3 ? strtod(argv[2], &end) : 0;
+    if (argc != 3 || end == argv[2] || *end || !(scale > 0 && scale <= 1e6)) {
+        fprintf(stderr, "usage: %s <workload> <scale>\n  workloads:", argv[0]);
+        for (size_t i = 0; i < nw; i++)
+            fprintf(stderr, " %s", workloads[i].name);
+        fprintf(stderr, "\n  scale: a positive multiplier, 1.0 = full size\n");
+        return 2;
+    }
+    for (size_t i = 0; i < nw; i++) {
+        if (strcmp(argv[1], workloads[i].name) == 0) {
+            g_workload = workloads[i].name;
+            workloads[i].run(scale);
+            return 0;
+        }
+    }
+    fprintf(stderr, "%s: unknown workload '%s'\n", argv[0], argv[1]);
+    return 2;
+}

@@ -1,0 +1,719 @@
+#!/usr/bin/env python3
+"""run.py - owns the HAKMEM bench runner: runs every workload under every
+allocator configuration, proves which allocator was live in each run, and
+writes the tables, CSV files and SVG charts.
+
+Usage (after building; `make bench` / `make bench-full` do the same):
+
+    python3 bench/run.py --build build [--full] [--only w1,w2] [--reps N]
+                         [--configs c1,c2] [--scale F] [--timeout S]
+
+  --build    the CMake build directory (holds libhakmem.so and bench/).
+  --full     scale 1.0 and 5 repetitions (quick mode: smaller scales, 3 reps).
+  --only     workloads to run: tiny_hot random_mixed mid_large_mt vm_mixed
+             larson_like prod_cons large_blocks arenas.
+  --configs  configurations to run: glibc jemalloc je+pagearena hakmem-pa-off
+             hakmem mimalloc tcmalloc (the arenas rows always run).
+  --scale    multiply every workload scale by F (e.g. 0.1 for a smoke test).
+
+Configurations run interleaved (A B C ... A B C ...); each row is the median
+of the repetitions.  A run counts only if its RESULT line proves that the
+expected allocator provided malloc; otherwise the row says NOT LIVE (or
+FAILED for a crash, a timeout or a failed data check) and has no numbers.
+Tables go to stdout and <build>/bench/results.md; results.csv (every run),
+summary.csv (medians) and *.svg charts (gnuplot) go to <build>/bench/.
+Progress goes to stderr.  Standard library only.
+"""
+import argparse
+import csv
+import datetime
+import glob
+import math
+import os
+import platform
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+WORKLOADS = ["tiny_hot", "random_mixed", "mid_large_mt", "vm_mixed",
+             "larson_like", "prod_cons", "large_blocks", "arenas"]
+
+# Quick-mode scales, measured on a 2-core VM (Xeon, Linux 6.18) with all
+# seven configurations: one repetition of the 8 workloads takes about 85 s,
+# so the default 3 reps take about 4-5 minutes, leaving room for a loaded
+# machine within the ~10 minute budget.  Per run:
+QUICK_SCALE = {
+    "tiny_hot": 0.5,       # 80 M ops: 0.3 s (tcmalloc) - 3 s (hakmem-pa-off)
+    "random_mixed": 1.0,   # 10 M steps: 0.15-0.6 s
+    "mid_large_mt": 1.0,   # 160 k ops: 0.03-0.1 s (the definition is short)
+    "vm_mixed": 0.3,       # 60 k blocks: 0.2 s (mimalloc) - 8 s (hakmem-pa-off)
+    "larson_like": 0.5,    # 125 rounds, 8 M ops: 0.5-1.2 s
+    "prod_cons": 1.0,      # 2 M blocks: 0.2-4 s, scheduling-sensitive on 2 cores
+    "large_blocks": 0.2,   # 400 blocks: 0.2 s (tcmalloc) - 7 s
+    "arenas": 0.1,         # 2000 blocks: 3-7 s per row
+}
+# Full mode: every workload as defined (scale 1.0); 5 reps take about 25 min.
+FULL_SCALE = {w: 1.0 for w in WORKLOADS}
+
+DEBIAN_LIBS = {
+    "jemalloc": "libjemalloc.so.2",
+    "mimalloc": "libmimalloc.so.2",
+    "tcmalloc": "libtcmalloc_minimal.so.4",
+}
+
+
+class Config:
+    """One allocator configuration: what to preload, which environment, and
+    which library must be seen providing malloc."""
+
+    def __init__(self, name, lib, env, expect):
+        self.name, self.lib, self.env, self.expect = name, lib, env, expect
+        self.path = None      # resolved preload path (None for glibc)
+        self.missing = None   # reason the configuration is skipped
+
+
+CONFIGS = [
+    Config("glibc", None, {}, "libc.so"),
+    Config("jemalloc", "jemalloc", {}, "libjemalloc"),
+    Config("je+pagearena", "hakmem", {"HAKMEM_MODE": "jemalloc"}, "libhakmem"),
+    Config("hakmem-pa-off", "hakmem", {"HAKMEM_PAGE_ARENA_ENABLE": "0"}, "libhakmem"),
+    Config("hakmem", "hakmem", {}, "libhakmem"),
+    Config("mimalloc", "mimalloc", {}, "libmimalloc"),
+    Config("tcmalloc", "tcmalloc", {}, "libtcmalloc"),
+]
+BASELINE = "jemalloc"
+
+# The in-process arenas workload: (row name, bench_arenas argument, env).
+ARENA_ROWS = [
+    ("arena default hooks", "default", {}),
+    ("arena PageArena hooks", "hakmem", {}),
+    ("arena PageArena OFF", "hakmem", {"HAKMEM_PAGE_ARENA_ENABLE": "0"}),
+]
+ARENA_BASELINE = "arena default hooks"
+
+
+def note(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---- locating things ------------------------------------------------------
+
+def find_system_lib(soname):
+    """Path of a shared library by soname: ldconfig -p first, then globs."""
+    try:
+        out = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True,
+                             timeout=20).stdout
+        for line in out.splitlines():
+            parts = line.strip().split(" => ")
+            if len(parts) == 2 and parts[0].split()[0] == soname and "x86-64" in parts[0] \
+                    and os.path.exists(parts[1]):
+                return parts[1]
+        for line in out.splitlines():  # other architectures' naming
+            parts = line.strip().split(" => ")
+            if len(parts) == 2 and parts[0].split()[0] == soname and os.path.exists(parts[1]):
+                return parts[1]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    for pattern in ("/usr/lib/*-linux-gnu/", "/lib/*-linux-gnu/", "/usr/lib64/",
+                    "/usr/lib/", "/usr/local/lib/"):
+        hits = sorted(glob.glob(pattern + soname))
+        if hits:
+            return hits[0]
+    return None
+
+
+def find_hakmem(build):
+    direct = os.path.join(build, "libhakmem.so")
+    if os.path.exists(direct):
+        return direct
+    hits = sorted(glob.glob(os.path.join(build, "**", "libhakmem.so*"), recursive=True))
+    return hits[0] if hits else None
+
+
+def find_binary(build, name):
+    for cand in (os.path.join(build, "bench", name), os.path.join(build, name)):
+        if os.access(cand, os.X_OK):
+            return cand
+    hits = sorted(glob.glob(os.path.join(build, "**", name), recursive=True))
+    hits = [h for h in hits if os.access(h, os.X_OK) and os.path.isfile(h)]
+    return hits[0] if hits else None
+
+
+# ---- running one child ----------------------------------------------------
+
+def base_env():
+    """The caller's environment without LD_PRELOAD or HAKMEM_* settings, so
+    every configuration starts from the same place."""
+    return {k: v for k, v in os.environ.items()
+            if k != "LD_PRELOAD" and not k.startswith("HAKMEM_")}
+
+
+class Child:
+    pid = None  # the running child, killed on Ctrl-C
+
+
+def run_child(argv, env, timeout):
+    """Run argv; return (exit code or None on timeout, stdout, stderr,
+    rusage, wall seconds).  Reaped with os.wait4 for ru_minflt/ru_maxrss."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                   (os.POSIX_SPAWN_DUP2, out.fileno(), 1),
+                   (os.POSIX_SPAWN_DUP2, err.fileno(), 2)]
+        t0 = time.monotonic()
+        pid = os.posix_spawn(argv[0], argv, env, file_actions=actions)
+        Child.pid = pid
+        deadline = t0 + timeout
+        delay = 0.001
+        code = None
+        while True:
+            wpid, status, ru = os.wait4(pid, os.WNOHANG)
+            if wpid == pid:
+                code = os.waitstatus_to_exitcode(status)
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                _, _, ru = os.wait4(pid, 0)
+                break
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        Child.pid = None
+        wall = time.monotonic() - t0
+        out.seek(0)
+        err.seek(0)
+        return (code, out.read().decode(errors="replace"),
+                err.read().decode(errors="replace"), ru, wall)
+
+
+def parse_result(stdout):
+    """The fields of the last RESULT line, or None."""
+    fields = None
+    for line in stdout.splitlines():
+        if line.startswith("RESULT "):
+            fields = {}
+            for tok in line.split()[1:]:
+                key, _, val = tok.partition("=")
+                fields[key] = val
+    return fields
+
+
+def as_int(fields, key):
+    try:
+        return int(fields.get(key, ""))
+    except ValueError:
+        return None
+
+
+def live_problem(row, workload, f):
+    """Why this RESULT does not prove the expected allocator, or None."""
+    if workload == "arenas":
+        hooks, pa = as_int(f, "hk_hooks_alloc"), as_int(f, "hk_pa")
+        if row == "arena default hooks":
+            if hooks is not None and hooks > 0:
+                return "hk_hooks_alloc=%d, expected 0 with default hooks" % hooks
+            return None
+        want_pa = 0 if row == "arena PageArena OFF" else 1
+        if hooks is None or hooks <= 0:
+            return "hk_hooks_alloc=%s, expected > 0" % f.get("hk_hooks_alloc")
+        if pa != want_pa:
+            return "hk_pa=%s, expected %d" % (f.get("hk_pa"), want_pa)
+        return None
+
+    cfg = row
+    lib = f.get("malloc_lib", "")
+    if cfg.expect not in os.path.basename(lib):
+        return "malloc_lib=%s, expected %s" % (lib, cfg.expect)
+    if cfg.lib == "hakmem" and "hk_mode" not in f:
+        return "no hk_* fields: hak_mallctl not found at run time"
+    mode, pa = as_int(f, "hk_mode"), as_int(f, "hk_pa")
+    pool, hooks = as_int(f, "hk_pool_nmalloc"), as_int(f, "hk_hooks_alloc")
+    if cfg.name == "je+pagearena":
+        if mode != 1:
+            return "hk_mode=%s, expected 1" % f.get("hk_mode")
+        if hooks is None or hooks <= 0:
+            return "hk_hooks_alloc=%s, expected > 0" % f.get("hk_hooks_alloc")
+    elif cfg.name == "hakmem":
+        if mode != 0:
+            return "hk_mode=%s, expected 0" % f.get("hk_mode")
+        if workload == "large_blocks":
+            if hooks is None or hooks <= 0:
+                return "hk_hooks_alloc=%s, expected > 0" % f.get("hk_hooks_alloc")
+        elif pool is None or pool <= 0:
+            return "hk_pool_nmalloc=%s, expected > 0" % f.get("hk_pool_nmalloc")
+    elif cfg.name == "hakmem-pa-off":
+        if mode != 0:
+            return "hk_mode=%s, expected 0" % f.get("hk_mode")
+        if pa != 0:
+            return "hk_pa=%s, expected 0" % f.get("hk_pa")
+    return None
+
+
+def one_run(argv, env, timeout, row, workload):
+    """Run once and judge it: a dict with status ok / FAILED / NOT LIVE."""
+    code, out, err, ru, wall = run_child(argv, env, timeout)
+    # Peak RSS: the child's own VmHWM (rss_kib in its RESULT line).  wait4's
+    # ru_maxrss is kept too, but on Linux exec carries the pre-exec address
+    # space's high-water mark (this Python process) into it.
+    r = {"ops": None, "secs": None, "ops_per_s": None, "minflt": ru.ru_minflt,
+         "maxrss_kib": ru.ru_maxrss, "ru_maxrss_kib": ru.ru_maxrss, "wall": wall,
+         "status": "ok", "detail": ""}
+    fields = parse_result(out)
+    rss = as_int(fields or {}, "rss_kib")
+    if rss is not None and rss > 0:
+        r["maxrss_kib"] = rss
+    last_err = err.strip().splitlines()[-1] if err.strip() else ""
+    if code is None:
+        r["status"], r["detail"] = "FAILED", "timeout after %gs" % timeout
+    elif code != 0 or fields is None:
+        why = ("killed by signal %d" % -code) if code < 0 else ("exit status %d" % code)
+        if fields is None:
+            why += ", no RESULT line"
+        r["status"], r["detail"] = "FAILED", why + (": " + last_err if last_err else "")
+    elif fields.get("check") != "ok":
+        r["status"], r["detail"] = "FAILED", "check=%s" % fields.get("check")
+    else:
+        try:
+            r["ops"], r["secs"] = int(fields["ops"]), float(fields["secs"])
+        except (KeyError, ValueError):
+            r["status"], r["detail"] = "FAILED", "malformed RESULT line"
+            return r
+        r["ops_per_s"] = r["ops"] / r["secs"] if r["secs"] > 0 else float("inf")
+        problem = live_problem(row, workload, fields)
+        if problem:
+            r["status"], r["detail"] = "NOT LIVE", problem
+        else:
+            r["detail"] = fields.get("malloc_lib", "")
+    return r
+
+
+# ---- formatting -------------------------------------------------------------
+
+def fmt_secs(s):
+    s = int(round(s))
+    return "%dm%02ds" % (s // 60, s % 60) if s >= 60 else "%ds" % s
+
+
+def fmt_rate(v):
+    if v >= 1e6:
+        return "%.2f M" % (v / 1e6)
+    if v >= 1e3:
+        return "%.1f k" % (v / 1e3)
+    return "%.1f" % v
+
+
+def fmt_ratio(v):
+    return "%.2f" % v if v < 100 else "%.0f" % v
+
+
+def geomean(vals):
+    return math.exp(sum(math.log(v) for v in vals) / len(vals)) if vals else None
+
+
+def marked(text, best):
+    return "**%s** ★" % text if best else text
+
+
+def is_best(v, vals, higher):
+    vals = [x for x in vals if x is not None]
+    if v is None or not vals:
+        return False
+    target = max(vals) if higher else min(vals)
+    return abs(v - target) <= 1e-9 * max(abs(target), 1e-300)
+
+
+# ---- the run ----------------------------------------------------------------
+
+def machine_header(args, scales, libs):
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    thp = ""
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            thp = f.read().strip()
+    except OSError:
+        pass
+    commit = ""
+    try:
+        here = os.path.dirname(os.path.abspath(__file__))
+        commit = subprocess.run(["git", "-C", here, "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    lines = [
+        "# HAKMEM bench results",
+        "",
+        "- date: %s" % datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "- machine: nproc=%d, kernel %s, %s%s" % (
+            os.cpu_count() or 0, platform.release(), cpu or platform.machine(),
+            (", THP %s" % thp) if thp else ""),
+        "- command: `%s`" % " ".join(shlex.quote(a) for a in [sys.executable] + sys.argv),
+        "- mode: %s, %d reps per configuration (interleaved), median shown%s" % (
+            "full" if args.full else "quick", args.reps,
+            (", git %s" % commit) if commit else ""),
+        "- scales: %s" % ", ".join("%s=%g" % (w, scales[w]) for w in args.only),
+        "- libraries: %s" % ", ".join("%s=%s" % (k, v or "not found") for k, v in libs.items()),
+        "- ratios are against stock jemalloc (arenas: against the default-hooks row);"
+        " lower is better for every ratio.  ★ marks the best value in a column.",
+        "- minor faults: wait4 ru_minflt of the child.  Peak RSS: the child's VmHWM, which it"
+        " prints (wait4 ru_maxrss, kept in results.csv, also counts this runner's RSS).",
+        "- faults ratio = (minor faults + 1) / (jemalloc minor faults + 1), so zero-fault"
+        " rows stay finite.",
+    ]
+    other = sorted(k for k in os.environ
+                   if k in ("MALLOC_CONF", "GLIBC_TUNABLES") or k.startswith(("MIMALLOC_", "TCMALLOC_")))
+    if other:
+        lines.append("- note: allocator settings inherited from the environment: %s" % ", ".join(other))
+    return lines
+
+
+def summarize(runs, rows, workload):
+    """Median per row of one workload; rows failing any rep get no numbers."""
+    summary = {}
+    for row in rows:
+        rs = runs.get((workload, row), [])
+        bad = [r for r in rs if r["status"] != "ok"]
+        if not rs:
+            continue
+        if bad:
+            summary[row] = {"status": bad[0]["status"], "detail": bad[0]["detail"],
+                            "reps_ok": len(rs) - len(bad)}
+            continue
+        summary[row] = {
+            "status": "ok", "detail": "", "reps_ok": len(rs),
+            "ops": rs[0]["ops"],
+            "ops_per_s": statistics.median(r["ops_per_s"] for r in rs),
+            "secs": statistics.median(r["secs"] for r in rs),
+            "minflt": statistics.median(r["minflt"] for r in rs),
+            "maxrss_kib": statistics.median(r["maxrss_kib"] for r in rs),
+        }
+    return summary
+
+
+def add_ratios(summary, baseline):
+    base = summary.get(baseline)
+    for s in summary.values():
+        if s["status"] != "ok" or not base or base["status"] != "ok":
+            s["time_ratio"] = s["faults_ratio"] = s["rss_ratio"] = None
+            continue
+        s["time_ratio"] = base["ops_per_s"] / s["ops_per_s"] if s["ops_per_s"] else None
+        s["faults_ratio"] = (s["minflt"] + 1) / (base["minflt"] + 1)
+        s["rss_ratio"] = s["maxrss_kib"] / base["maxrss_kib"] if base["maxrss_kib"] else None
+
+
+def workload_table(workload, scale, summary, rows, skipped, baseline):
+    ok = [summary[r] for r in rows if r in summary and summary[r]["status"] == "ok"]
+    ops = ok[0]["ops"] if ok else None
+    title = "## %s (scale %g%s)" % (workload, scale, ", %d ops per run" % ops if ops else "")
+    out = [title, "",
+           "| config | ops/s | time ratio vs %s | minor faults | faults ratio | peak RSS (MiB) | RSS ratio |"
+           % baseline.replace("arena ", ""),
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    cols = {k: [s.get(k) for s in ok] for k in
+            ("ops_per_s", "time_ratio", "minflt", "faults_ratio", "maxrss_kib", "rss_ratio")}
+    for row in rows:
+        if row in skipped:
+            out.append("| %s | skipped: %s | | | | | |" % (row, skipped[row]))
+            continue
+        s = summary.get(row)
+        if s is None:
+            continue
+        if s["status"] != "ok":
+            detail = s["detail"].replace("|", "/")
+            out.append("| %s | %s: %s | — | — | — | — | — |" % (row, s["status"], detail))
+            continue
+
+        def cell(key, text, higher=False):
+            return marked(text, is_best(s.get(key), cols[key], higher))
+
+        na = "n/a"
+        out.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+            row,
+            cell("ops_per_s", fmt_rate(s["ops_per_s"]), higher=True),
+            cell("time_ratio", fmt_ratio(s["time_ratio"])) if s["time_ratio"] is not None else na,
+            cell("minflt", "%d" % s["minflt"]),
+            cell("faults_ratio", fmt_ratio(s["faults_ratio"])) if s["faults_ratio"] is not None else na,
+            cell("maxrss_kib", "%.1f" % (s["maxrss_kib"] / 1024.0)),
+            cell("rss_ratio", fmt_ratio(s["rss_ratio"])) if s["rss_ratio"] is not None else na))
+    out.append("")
+    return out
+
+
+def geomean_table(summaries, configs, workloads):
+    out = ["## Geometric mean over workloads (vs stock jemalloc)", "",
+           "Over the LD_PRELOAD workloads where both the configuration and jemalloc have"
+           " numbers (the arenas workload compares hooks, not configurations, and is"
+           " left out); faults ratios use (faults + 1) / (jemalloc faults + 1).", "",
+           "| config | workloads | time ratio | faults ratio | RSS ratio |",
+           "|---|---:|---:|---:|---:|"]
+    vals = {}
+    for cfg in configs:
+        per = {"time_ratio": [], "faults_ratio": [], "rss_ratio": []}
+        for w in workloads:
+            s = summaries.get(w, {}).get(cfg)
+            if s and s["status"] == "ok" and s.get("time_ratio") is not None:
+                for k in per:
+                    if s.get(k):
+                        per[k].append(s[k])
+        vals[cfg] = {k: geomean(v) for k, v in per.items()}
+        vals[cfg]["n"] = len(per["time_ratio"])
+    for cfg in configs:
+        v = vals[cfg]
+        if not v["n"]:
+            out.append("| %s | 0 | — | — | — |" % cfg)
+            continue
+        cells = []
+        for k in ("time_ratio", "faults_ratio", "rss_ratio"):
+            best = is_best(v[k], [vals[c][k] for c in configs if vals[c]["n"]], False)
+            cells.append(marked(fmt_ratio(v[k]), best) if v[k] is not None else "—")
+        out.append("| %s | %d | %s | %s | %s |" % (cfg, v["n"], *cells))
+    out.append("")
+    return out, vals
+
+
+GNUPLOT_SCRIPT = """\
+set terminal svg size {width},520 dynamic background rgb 'white' font 'sans,11'
+set termoption noenhanced
+set output '{svg}'
+set title '{title}'
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set datafile missing '?'
+set logscale y 2
+set yrange [{ymin}:{ymax}]
+set ylabel '{ylabel}'
+set grid ytics
+set key outside right top
+set xtics rotate by -25 nomirror
+plot for [i=2:{ncols}] '{dat}' using i:xtic(1) title columnheader(i), \\
+     1 with lines dashtype 2 linecolor rgb 'black' notitle
+"""
+
+
+def write_charts(outdir, summaries, configs, workloads):
+    gp = shutil.which("gnuplot")
+    if not gp:
+        note("warning: gnuplot not found, no SVG charts")
+        return []
+    made = []
+    charts = [("time_ratio", "Time ratio vs stock jemalloc (lower is better)", "time ratio"),
+              ("faults_ratio", "Minor faults ratio vs stock jemalloc, (f+1)/(f_je+1) (lower is better)",
+               "faults ratio"),
+              ("rss_ratio", "Peak RSS ratio vs stock jemalloc (lower is better)", "RSS ratio")]
+    wl = [w for w in workloads if w != "arenas" and w in summaries]
+    if not wl:
+        return []
+    for key, title, ylabel in charts:
+        vals = []
+        lines = ["workload " + " ".join(configs)]
+        for w in wl:
+            cells = []
+            for cfg in configs:
+                s = summaries[w].get(cfg)
+                v = s.get(key) if s and s["status"] == "ok" else None
+                cells.append("%.6g" % v if v else "?")
+                if v:
+                    vals.append(v)
+            lines.append(w + " " + " ".join(cells))
+        if not vals:
+            continue
+        dat = os.path.join(outdir, key + ".dat")
+        with open(dat, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        lo = 2 ** math.floor(math.log2(min(vals + [1.0])) - 0.5)
+        hi = 2 ** math.ceil(math.log2(max(vals + [1.0])) + 0.5)
+        svg = os.path.join(outdir, key + ".svg")
+        script = GNUPLOT_SCRIPT.format(width=max(900, 110 * len(wl) + 250), svg=svg,
+                                       title=title, ylabel=ylabel, ymin=lo, ymax=hi,
+                                       dat=dat, ncols=len(configs) + 1)
+        p = subprocess.run([gp], input=script, capture_output=True, text=True)
+        if p.returncode != 0 or not os.path.exists(svg):
+            note("warning: gnuplot failed for %s: %s" % (key, p.stderr.strip()))
+        else:
+            made.append(svg)
+    return made
+
+
+def main():
+    ap = argparse.ArgumentParser(description="HAKMEM bench runner (see the top of this file).")
+    ap.add_argument("--build", required=True, help="CMake build directory")
+    ap.add_argument("--full", action="store_true", help="full scales, 5 reps")
+    ap.add_argument("--only", default=",".join(WORKLOADS), help="comma-separated workloads")
+    ap.add_argument("--configs", default=",".join(c.name for c in CONFIGS),
+                    help="comma-separated configurations")
+    ap.add_argument("--reps", type=int, default=None, help="repetitions (3 quick, 5 full)")
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply every scale by this")
+    ap.add_argument("--timeout", type=float, default=None,
+                    help="seconds per run (120 quick, 1200 full)")
+    args = ap.parse_args()
+
+    args.only = [w.strip() for w in args.only.split(",") if w.strip()]
+    bad = [w for w in args.only if w not in WORKLOADS]
+    wanted = [c.strip() for c in args.configs.split(",") if c.strip()]
+    bad += [c for c in wanted if c not in [k.name for k in CONFIGS]]
+    if bad or not args.only or args.scale <= 0:
+        ap.error("unknown workload/config: %s" % ", ".join(bad) if bad else "nothing to run")
+    if args.reps is None:
+        args.reps = 5 if args.full else 3
+    if args.reps < 1:
+        ap.error("--reps must be at least 1")
+    timeout = args.timeout or (1200.0 if args.full else 120.0)
+    scales = {w: (FULL_SCALE if args.full else QUICK_SCALE)[w] * args.scale for w in WORKLOADS}
+
+    build = os.path.abspath(args.build)
+    workloads_bin = find_binary(build, "bench_workloads")
+    arenas_bin = find_binary(build, "bench_arenas")
+    if not workloads_bin and any(w != "arenas" for w in args.only):
+        note("error: bench_workloads not found under %s; build it first" % build)
+        return 2
+
+    # Resolve the configurations.
+    libs = {"hakmem": find_hakmem(build)}
+    libs.update({k: find_system_lib(v) for k, v in DEBIAN_LIBS.items()})
+    configs = [c for c in CONFIGS if c.name in wanted]
+    for c in configs:
+        if c.lib:
+            c.path = libs[c.lib]
+            if not c.path:
+                c.missing = ("%s not found" % DEBIAN_LIBS[c.lib]) if c.lib in DEBIAN_LIBS \
+                    else "libhakmem.so not built in %s" % build
+                note("note: configuration %s skipped: %s" % (c.name, c.missing))
+    live_cfgs = [c for c in configs if not c.missing]
+    if "arenas" in args.only and not arenas_bin:
+        note("note: arenas workload skipped: bench_arenas not built in %s" % build)
+
+    # The plan: per workload, reps x configurations, interleaved.
+    env0 = base_env()
+    plan = []
+    for w in args.only:
+        for rep in range(1, args.reps + 1):
+            if w == "arenas":
+                if arenas_bin:
+                    for name, arg, env in ARENA_ROWS:
+                        plan.append((w, name, rep, [arenas_bin, arg, "%g" % scales[w]],
+                                     dict(env0, **env)))
+                continue
+            for c in live_cfgs:
+                env = dict(env0, **c.env)
+                if c.path:
+                    env["LD_PRELOAD"] = c.path
+                plan.append((w, c, rep, [workloads_bin, w, "%g" % scales[w]], env))
+
+    outdir = os.path.join(build, "bench")
+    os.makedirs(outdir, exist_ok=True)
+    runs = {}          # (workload, row name) -> [result dicts]
+    durations = {}     # (workload, row name) -> [wall seconds]
+    csv_rows = []
+    t_start = time.monotonic()
+    note("bench: %d runs planned (%s mode, %d reps), output in %s"
+         % (len(plan), "full" if args.full else "quick", args.reps, outdir))
+
+    def estimate_left(i):
+        done = [d for ds in durations.values() for d in ds]
+        overall = statistics.mean(done) if done else 0.0
+        left = 0.0
+        for w, row, _, _, _ in plan[i:]:
+            name = row if isinstance(row, str) else row.name
+            mine = durations.get((w, name))
+            same_w = [d for (ww, _), ds in durations.items() if ww == w for d in ds]
+            left += statistics.mean(mine) if mine else (statistics.mean(same_w) if same_w else overall)
+        return left
+
+    try:
+        for i, (w, row, rep, argv, env) in enumerate(plan):
+            name = row if isinstance(row, str) else row.name
+            prior = runs.get((w, name), [])
+            if any(r["status"] != "ok" for r in prior):
+                continue  # already failed: no more reps of this row
+            r = one_run(argv, env, timeout, row, w)
+            runs.setdefault((w, name), []).append(r)
+            durations.setdefault((w, name), []).append(r["wall"])
+            csv_rows.append([w, name, rep, r["ops"] if r["ops"] is not None else "",
+                             "%.6f" % r["secs"] if r["secs"] is not None else "",
+                             "%.1f" % r["ops_per_s"] if r["ops_per_s"] is not None else "",
+                             r["minflt"], r["maxrss_kib"], r["ru_maxrss_kib"], r["status"],
+                             r["detail"]])
+            res = fmt_rate(r["ops_per_s"]) + " ops/s" if r["status"] == "ok" \
+                else "%s (%s)" % (r["status"], r["detail"])
+            elapsed = time.monotonic() - t_start
+            note("[%d/%d] %-12s %-21s rep %d/%d: %s, %.2fs wall | elapsed %s, ~%s left"
+                 % (i + 1, len(plan), w, name, rep, args.reps, res, r["wall"],
+                    fmt_secs(elapsed), fmt_secs(estimate_left(i + 1))))
+    except KeyboardInterrupt:
+        if Child.pid:
+            os.kill(Child.pid, signal.SIGKILL)
+            os.waitpid(Child.pid, 0)
+        note("interrupted; reporting what has run")
+
+    # Summaries and tables.
+    cfg_names = [c.name for c in configs]
+    skipped = {c.name: c.missing for c in configs if c.missing}
+    summaries = {}
+    md = machine_header(args, scales, libs)
+    md.append("")
+    for w in args.only:
+        if w == "arenas":
+            rows = [r[0] for r in ARENA_ROWS]
+            summ = summarize(runs, rows, w)
+            if not summ:
+                md += ["## arenas", "", "skipped: bench_arenas not built", ""]
+                continue
+            add_ratios(summ, ARENA_BASELINE)
+            summaries[w] = summ
+            md += workload_table(w, scales[w], summ, rows, {}, ARENA_BASELINE)
+            continue
+        summ = summarize(runs, cfg_names, w)
+        add_ratios(summ, BASELINE)
+        summaries[w] = summ
+        md += workload_table(w, scales[w], summ, cfg_names, skipped, BASELINE)
+    gm_lines, _ = geomean_table(summaries, [c for c in cfg_names if c not in skipped],
+                                [w for w in args.only if w != "arenas"])
+    md += gm_lines
+    charts = write_charts(outdir, summaries, [c for c in cfg_names if c not in skipped],
+                          args.only)
+    if charts:
+        md += ["Charts: " + ", ".join(os.path.basename(c) for c in charts), ""]
+    text = "\n".join(md)
+    print(text, flush=True)
+
+    with open(os.path.join(outdir, "results.md"), "w") as f:
+        f.write(text + "\n")
+    with open(os.path.join(outdir, "results.csv"), "w", newline="") as f:
+        wr = csv.writer(f)
+        wr.writerow(["workload", "config", "rep", "ops", "secs", "ops_per_s", "minflt",
+                     "maxrss_kib", "ru_maxrss_kib", "status", "detail"])
+        wr.writerows(csv_rows)
+    with open(os.path.join(outdir, "summary.csv"), "w", newline="") as f:
+        wr = csv.writer(f)
+        wr.writerow(["workload", "config", "reps_ok", "ops", "secs", "ops_per_s", "minflt",
+                     "maxrss_kib", "time_ratio", "faults_ratio", "rss_ratio", "status",
+                     "detail"])
+        for w, summ in summaries.items():
+            for row, s in summ.items():
+                def g(k, fmt="%s"):
+                    return fmt % s[k] if s.get(k) is not None else ""
+                wr.writerow([w, row, s["reps_ok"], g("ops"), g("secs", "%.6f"),
+                             g("ops_per_s", "%.1f"), g("minflt", "%g"), g("maxrss_kib", "%g"),
+                             g("time_ratio", "%.4f"), g("faults_ratio", "%.4f"),
+                             g("rss_ratio", "%.4f"), s["status"], s["detail"]])
+    note("bench: done in %s; wrote results.md, results.csv, summary.csv%s to %s"
+         % (fmt_secs(time.monotonic() - t_start),
+            "".join(", " + os.path.basename(c) for c in charts), outdir))
+    any_ok = any(r["status"] == "ok" for rs in runs.values() for r in rs)
+    return 0 if any_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
