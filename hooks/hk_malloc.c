@@ -494,3 +494,4 @@ __attribute__((destructor)) static void hk_dtor(void) {
     if (s != STATS_OFF)
         hak_stats_print(write_stderr, NULL, s == STATS_JSON ? "J" : "");
 }
+
