@@ -44,9 +44,9 @@ WORKLOADS = ["tiny_hot", "random_mixed", "mid_large_mt", "vm_mixed",
              "larson_like", "prod_cons", "large_blocks", "arenas"]
 
 # Quick-mode scales, measured on a 2-core VM (Xeon, Linux 6.18) with all
-# seven configurations: one repetition of the 8 workloads takes about 85 s,
-# so the default 3 reps take about 4-5 minutes, leaving room for a loaded
-# machine within the ~10 minute budget.  Per run:
+# seven configurations: one repetition of the 8 workloads takes about 70 s,
+# so the default 3 reps take about 3.5-4 minutes, leaving room for a loaded
+# machine or slower builds within the ~10 minute budget.  Per run:
 QUICK_SCALE = {
     "tiny_hot": 0.5,       # 80 M ops: 0.3 s (tcmalloc) - 3 s (hakmem-pa-off)
     "random_mixed": 1.0,   # 10 M steps: 0.15-0.6 s
@@ -57,7 +57,8 @@ QUICK_SCALE = {
     "large_blocks": 0.2,   # 400 blocks: 0.2 s (tcmalloc) - 7 s
     "arenas": 0.1,         # 2000 blocks: 3-7 s per row
 }
-# Full mode: every workload as defined (scale 1.0); 5 reps take about 25 min.
+# Full mode: every workload as defined (scale 1.0); 5 reps take about 25-30 min
+# (large_blocks and arenas dominate).
 FULL_SCALE = {w: 1.0 for w in WORKLOADS}
 
 DEBIAN_LIBS = {
