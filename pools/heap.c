@@ -118,6 +118,12 @@ static void slab_empty(pool_heap *h, pool_slab *s) {
     }
     if (on_list)
         list_remove(h, s);
+    if (!h->spare[s->cls] && pool_classes[s->cls].pool != POOL_L25 && !h->closing &&
+        atomic_load_explicit(&h->state, memory_order_relaxed) == HEAP_ACTIVE) {
+        s->full = false; /* hysteresis: the next refill of this class */
+        h->spare[s->cls] = s;
+        return;
+    }
     slab_release(s);
 }
 
@@ -222,6 +228,7 @@ static pool_heap *heap_acquire(void) {
     pool_heap *h = abandoned;
     if (h) {
         abandoned = h->abandoned_next;
+        h->closing = false;
         atomic_store(&h->state, HEAP_ACTIVE);
     }
     pa_unlock(&abandon_lock);
@@ -269,7 +276,12 @@ void pool_thread_exit(void) {
         return;
     pool_tl_heap = &pool_empty_heap;
     drain_notify(h);
+    h->closing = true; /* from here no slab is kept back */
     for (unsigned c = 0; c < POOL_NCLASS; c++) {
+        if (h->spare[c]) {
+            slab_release(h->spare[c]);
+            h->spare[c] = NULL;
+        }
         pool_slab *s = h->cur[c];
         h->cur[c] = &pool_empty_slab;
         if (s != &pool_empty_slab) {
@@ -311,6 +323,14 @@ static bool refill(pool_heap *h, unsigned c) {
     pool_slab *t = h->list[c];
     if (t) {
         list_remove(h, t);
+        if (!t->free)
+            slab_carve(t);
+        h->cur[c] = t;
+        return true;
+    }
+    t = h->spare[c];
+    if (t) {
+        h->spare[c] = NULL;
         if (!t->free)
             slab_carve(t);
         h->cur[c] = t;

@@ -37,11 +37,13 @@ typedef struct pool_slab {
 typedef struct pool_heap {
     pool_slab *cur[POOL_NCLASS];   /* never NULL: &pool_empty_slab when none */
     pool_slab *list[POOL_NCLASS];  /* other slabs with free blocks */
+    pool_slab *spare[POOL_NCLASS]; /* Tiny/Mid: one emptied slab kept back */
     _Atomic uint64_t nmalloc[POOL_NCLASS], nfree[POOL_NCLASS];
     _Atomic(pool_slab *) notify;   /* slabs with remote frees */
     char *chunk, *chunk_end;       /* Mid: the current chunk's uncarved tail */
     size_t chunk_next;             /* Mid: next chunk size, 1 -> 8 MiB */
     atomic_int state;              /* HEAP_ACTIVE / HEAP_ABANDONED */
+    bool closing;                  /* its thread is leaving: keep nothing back */
     struct pool_heap *all_next;    /* every heap, for statistics */
     struct pool_heap *abandoned_next;
 } pool_heap;
