@@ -22,8 +22,9 @@
 #define TLS_HOT 16     /* pages in each thread's hot cache */
 #define ODD_MAX 4096   /* entries in the odd-range set */
 #define VICTIMS 32     /* spans released per pass outside the lock */
-#define ODD_SHARE 8    /* odd ranges cached: at most bytes_out / ODD_SHARE */
+#define ODD_SHARE 4    /* odd ranges cached: at most bytes_out / ODD_SHARE */
 #define ODD_MIN_CAP ((size_t)32 << 20)
+#define ODD_BIG_SPANS 4 /* keep room for this many of the largest recent ranges */
 
 typedef struct { uintptr_t addr; uint64_t t; bool zero; } pa_span;
 typedef struct {
@@ -42,7 +43,7 @@ static struct {
     pa_ring ring[R_COUNT];
     pa_range *odd;
     uint32_t odd_n;
-    size_t odd_bytes, odd_cap;
+    size_t odd_bytes, odd_cap, odd_big; /* odd_big: largest recent range */
     uint64_t decay_ms, last_decay;
     bool enabled, thp;
     /* counters, under the lock */
@@ -131,6 +132,8 @@ static void odd_remove(uint32_t i) {
 }
 
 static bool odd_insert(uintptr_t a, size_t len, bool zero, uint64_t now) {
+    if (len > g.odd_big)
+        g.odd_big = len;
     uint32_t i = odd_search(a);
     bool prev = i > 0 && g.odd[i - 1].addr + g.odd[i - 1].len == a;
     bool next = i < g.odd_n && a + len == g.odd[i].addr;
@@ -200,13 +203,16 @@ static uintptr_t odd_take(size_t size, size_t align, bool *zero, pa_victims *vic
     return best_start;
 }
 
-/* The odd-range cap: the configured bytes, but no more than an eighth of
- * what clients hold (at least 32 MiB), so the cache scales with the heap
- * instead of doubling a small one. */
+/* The odd-range cap: the configured bytes at most; otherwise a quarter of
+ * what clients hold, or room for a few of the largest recent ranges, at
+ * least ODD_MIN_CAP.  So the cache scales with the heap and its block sizes
+ * instead of doubling a small heap. */
 static size_t odd_cap_now(void) {
     size_t share = (size_t)atomic_load_explicit(&bytes_out, memory_order_relaxed) / ODD_SHARE;
     if (share < ODD_MIN_CAP)
         share = ODD_MIN_CAP;
+    if (share < ODD_BIG_SPANS * g.odd_big)
+        share = ODD_BIG_SPANS * g.odd_big;
     return share < g.odd_cap ? share : g.odd_cap;
 }
 
@@ -251,8 +257,10 @@ static void decay_locked(uint64_t now, bool force, pa_victims *vic) {
             i++;
         }
     }
-    if (vic->n < VICTIMS)
+    if (vic->n < VICTIMS) {
         g.last_decay = now; /* finished; otherwise the next call goes on */
+        g.odd_big /= 2;     /* the largest recent range fades out */
+    }
 }
 
 /* Victims are out of every tier; give them back to the OS. */

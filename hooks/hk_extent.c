@@ -24,6 +24,15 @@
 const pa_desc hk_je_desc = {NULL, PA_KIND_JE};
 static _Atomic(extent_hooks_t *) prev_hooks[HK_ARENA_LIMIT];
 static _Atomic uint64_t n_alloc, n_dalloc, n_forward, bytes_active;
+static atomic_bool je_retain = true; /* jemalloc's opt.retain, read at install */
+
+/* Read jemalloc's opt.retain (outside any hook: mallctl is not allowed there). */
+static void read_retain(void) {
+    bool retain = true;
+    size_t sz = sizeof retain;
+    if (mallctl("opt.retain", &retain, &sz, NULL, 0) == 0)
+        atomic_store(&je_retain, retain);
+}
 
 static void add(_Atomic uint64_t *c, int64_t d) {
     atomic_fetch_add_explicit(c, (uint64_t)d, memory_order_relaxed);
@@ -38,9 +47,10 @@ static extent_hooks_t *prev_for(unsigned ind) {
     return atomic_load_explicit(&prev_hooks[ind], memory_order_acquire);
 }
 
-/* jemalloc asks for a page-size class; a large extent needs less (its size
- * class plus one cache-oblivious pad page), and jemalloc keeps the rest as
- * "retained" address space that it never gives back and rarely reuses.
+/* With opt.retain on, jemalloc asks for a page-size class; a large extent
+ * needs less (its size class plus one cache-oblivious pad page), and jemalloc
+ * keeps the rest as "retained" address space that it never gives back and
+ * rarely reuses.
  * When the span comes dirty from our caches, purge the part above the next
  * smaller size class, so that tail does not stay resident. */
 #define HK_TAIL_PURGE_MIN ((size_t)1 << 20)
@@ -62,7 +72,7 @@ static void *hk_alloc(extent_hooks_t *h, void *new_addr, size_t size,
         memset(p, 0, size);
     else {
         *zero = z;
-        if (!z && size >= HK_TAIL_PURGE_MIN)
+        if (!z && size >= HK_TAIL_PURGE_MIN && atomic_load_explicit(&je_retain, memory_order_relaxed))
             purge_tail(p, size);
     }
     *commit = true;
@@ -177,6 +187,7 @@ HK_EXPORT int hak_arena_create(unsigned *arena_ind) {
         return EINVAL;
     if (!pa_init())
         return ENOMEM;
+    read_retain();
     extent_hooks_t *h = &hk_hooks;
     size_t sz = sizeof *arena_ind;
     int err = mallctl("arenas.create", arena_ind, &sz, &h, sizeof h);
@@ -201,6 +212,7 @@ HK_EXPORT int hak_arena_attach(unsigned arena_ind) {
         return ENOMEM;
     char name[64];
     snprintf(name, sizeof name, "arena.%u.extent_hooks", arena_ind);
+    read_retain();
     extent_hooks_t *old = NULL, *h = &hk_hooks;
     size_t sz = sizeof old;
     /* Read the current hooks first so forwarding works from the moment ours

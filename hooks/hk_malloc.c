@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <jemalloc/jemalloc.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -134,6 +135,14 @@ static unsigned make_arena(_Atomic unsigned *slot) {
         return ind - 1;
     if (hak_arena_create(&ind) != 0)
         return UINT32_MAX;
+    if (slot == &large_arena) {
+        /* Freed large blocks go straight back to the PageArena, the one
+         * cache the pools share, instead of a second dirty cache here. */
+        char name[64];
+        ssize_t ms = 0;
+        snprintf(name, sizeof name, "arena.%u.dirty_decay_ms", ind);
+        mallctl(name, NULL, NULL, &ms, sizeof ms);
+    }
     unsigned expect = 0;
     if (!atomic_compare_exchange_strong(slot, &expect, ind + 1))
         return expect - 1; /* another thread made one first; ours stays idle */
@@ -495,3 +504,11 @@ __attribute__((destructor)) static void hk_dtor(void) {
         hak_stats_print(write_stderr, NULL, s == STATS_JSON ? "J" : "");
 }
 
+
+/* jemalloc's options in the combined library (MALLOC_CONF still applies on
+ * top of them): retain off.  With retain on, jemalloc asks the hooks for
+ * page-size classes (a large block's extent is one pad page over its class,
+ * so the next class up) and keeps the difference as "retained" address space
+ * that it never gives back; with it off, the hooks get exact extents, take
+ * freed ones back into the PageArena, and hand them to the next request. */
+__attribute__((visibility("default"))) const char *malloc_conf = "retain:false";

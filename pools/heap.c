@@ -98,9 +98,11 @@ static void slab_release(pool_slab *s) {
     pa_meta_free(s, sizeof *s);
 }
 
-/* An empty current slab stays: no thrash on alloc/free of one block. */
+/* An empty current Tiny/Mid slab stays: no thrash on alloc/free of one
+ * block.  L25 runs go back to the PageArena, which shares them with every
+ * class and thread (and with jemalloc). */
 static bool keep_empty(const pool_heap *h, const pool_slab *s) {
-    return s == h->cur[s->cls];
+    return s == h->cur[s->cls] && pool_classes[s->cls].pool != POOL_L25;
 }
 
 /* An empty slab that is not kept: free it unless a remote free still has
