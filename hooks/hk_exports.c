@@ -29,6 +29,7 @@ HK_EXPORT size_t malloc_usable_size(void *p) { return hk_usable_size(p); }
 void *hk_cxx_new(size_t n) { return hk_malloc(n); }
 void *hk_cxx_new_aligned(size_t n, size_t align) { return hk_memalign(align, n); }
 void hk_cxx_delete(void *p) {
-    if (PA_UNLIKELY(!pool_free_fast(p)))
-        hk_free_slow(p, "operator delete");
+    const pa_desc *d = pa_pagemap_get(p);
+    if (PA_UNLIKELY(!pool_free_fast(p, d)))
+        hk_free_slow(p, d, "operator delete");
 }

@@ -9,10 +9,10 @@
 #define HK_NOINLINE __attribute__((noinline))
 
 /* Slow paths: sizes the pools do not serve, jemalloc mode, refills, frees of
- * other threads' blocks, jemalloc blocks, NULL and bad pointers.  `fn` names
- * the calling function in an error line. */
+ * other threads' blocks, jemalloc blocks, NULL and bad pointers.  d is the
+ * pointer's page-map descriptor; `fn` names the caller in an error line. */
 HK_NOINLINE void *hk_malloc_slow(size_t n);
-HK_NOINLINE void hk_free_slow(void *p, const char *fn);
+HK_NOINLINE void hk_free_slow(void *p, const pa_desc *d, const char *fn);
 
 static inline void *hk_malloc(size_t n) {
     void *p = pool_malloc_fast(n);
@@ -22,8 +22,9 @@ static inline void *hk_malloc(size_t n) {
 }
 
 static inline void hk_free(void *p) {
-    if (PA_UNLIKELY(!pool_free_fast(p)))
-        hk_free_slow(p, "free");
+    const pa_desc *d = pa_pagemap_get(p); /* one lookup for both paths */
+    if (PA_UNLIKELY(!pool_free_fast(p, d)))
+        hk_free_slow(p, d, "free");
 }
 
 void *hk_calloc(size_t n, size_t m);

@@ -393,7 +393,7 @@ pool_ptr_kind pool_free_slow(void *p) {
     pool_slab *s = (pool_slab *)pa_pagemap_get(p);
     pool_heap *me = pool_tl_heap, *owner = s->hdr.owner;
     if (owner == me) { /* only reached when the fast path was not inlined */
-        pool_free_fast(p);
+        pool_free_fast(p, &s->hdr);
         return POOL_PTR_OK;
     }
     unsigned cls = s->cls; /* after the push the owner may free the slab */

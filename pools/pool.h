@@ -97,11 +97,11 @@ static inline bool pool_block_ok(const pool_slab *s, const void *p) {
 
 void pool_free_local_slow(pool_heap *h, pool_slab *s);
 
-/* Free fast path for the owning thread.  False: not ours to free here (no
- * heap, another heap's or nobody's pointer, interior pointer, double free) —
- * the caller's slow path sorts it out. */
-static inline bool pool_free_fast(void *p) {
-    pool_slab *s = (pool_slab *)pa_pagemap_get(p);
+/* Free fast path for the owning thread; d is p's page-map descriptor.
+ * False: not ours to free here (no heap, another heap's or nobody's pointer,
+ * interior pointer, double free) -- the caller's slow path sorts it out. */
+static inline bool pool_free_fast(void *p, const pa_desc *d) {
+    pool_slab *s = (pool_slab *)d;
     pool_heap *h = pool_tl_heap;
     uintptr_t *w = p;
     if (PA_UNLIKELY(!s || s->hdr.owner != h || !pool_block_ok(s, p) ||
