@@ -17,9 +17,7 @@
 
 #define HK_ARENA_LIMIT 4096 /* jemalloc's MALLOCX_ARENA_LIMIT */
 #define HK_EXPORT __attribute__((visibility("default")))
-#ifndef HK_RETAIN_GROW_LIMIT
 #define HK_RETAIN_GROW_LIMIT ((size_t)2 << 20)
-#endif
 
 const pa_desc hk_je_desc = {NULL, PA_KIND_JE};
 static _Atomic(extent_hooks_t *) prev_hooks[HK_ARENA_LIMIT];
