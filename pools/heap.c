@@ -42,21 +42,30 @@ static void count_add(_Atomic uint64_t *c, int64_t d) {
 
 /* ---- lists ---------------------------------------------------------------- */
 
+/* Slabs join at the tail and refills take the head: a slab that just got a
+ * block back waits behind older ones, which have had time to collect more
+ * free blocks, so a refill does not keep landing on a slab with one. */
 static void list_push(pool_heap *h, pool_slab *s) {
-    s->prev = NULL;
-    s->next = h->list[s->cls];
-    if (s->next)
-        s->next->prev = s;
-    h->list[s->cls] = s;
+    unsigned c = s->cls;
+    s->next = NULL;
+    s->prev = h->list_tail[c];
+    if (s->prev)
+        s->prev->next = s;
+    else
+        h->list[c] = s;
+    h->list_tail[c] = s;
 }
 
 static void list_remove(pool_heap *h, pool_slab *s) {
+    unsigned c = s->cls;
     if (s->prev)
         s->prev->next = s->next;
-    else if (h->list[s->cls] == s)
-        h->list[s->cls] = s->next;
+    else if (h->list[c] == s)
+        h->list[c] = s->next;
     if (s->next)
         s->next->prev = s->prev;
+    else if (h->list_tail[c] == s)
+        h->list_tail[c] = s->prev;
     s->next = s->prev = NULL;
 }
 

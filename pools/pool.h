@@ -36,7 +36,8 @@ typedef struct pool_slab {
 
 typedef struct pool_heap {
     pool_slab *cur[POOL_NCLASS];   /* never NULL: &pool_empty_slab when none */
-    pool_slab *list[POOL_NCLASS];  /* other slabs with free blocks */
+    pool_slab *list[POOL_NCLASS];  /* other slabs with free blocks (FIFO) */
+    pool_slab *list_tail[POOL_NCLASS];
     pool_slab *spare[POOL_NCLASS]; /* Tiny/Mid: one emptied slab kept back */
     _Atomic uint64_t nmalloc[POOL_NCLASS], nfree[POOL_NCLASS];
     _Atomic(pool_slab *) notify;   /* slabs with remote frees */
