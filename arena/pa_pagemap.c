@@ -31,6 +31,37 @@ static pm_entry *leaf_for(uintptr_t a, bool create) {
     return leaf;
 }
 
+/* Bulk entry loops, unrolled: a large span has thousands of pages.  Each
+ * entry is still written and read as one aligned word. */
+static void fill(pm_entry *e, size_t n, const pa_desc *d) {
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        atomic_store_explicit(&e[i], d, memory_order_relaxed);
+        atomic_store_explicit(&e[i + 1], d, memory_order_relaxed);
+        atomic_store_explicit(&e[i + 2], d, memory_order_relaxed);
+        atomic_store_explicit(&e[i + 3], d, memory_order_relaxed);
+    }
+    for (; i < n; i++)
+        atomic_store_explicit(&e[i], d, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+}
+
+static bool all_equal(pm_entry *e, size_t n, const pa_desc *d) {
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const pa_desc *a = atomic_load_explicit(&e[i], memory_order_relaxed),
+                      *b = atomic_load_explicit(&e[i + 1], memory_order_relaxed),
+                      *c = atomic_load_explicit(&e[i + 2], memory_order_relaxed),
+                      *f = atomic_load_explicit(&e[i + 3], memory_order_relaxed);
+        if ((a != d) | (b != d) | (c != d) | (f != d))
+            return false;
+    }
+    for (; i < n; i++)
+        if (atomic_load_explicit(&e[i], memory_order_relaxed) != d)
+            return false;
+    return true;
+}
+
 bool pa_pagemap_set(void *p, size_t size, const pa_desc *d) {
     uintptr_t a = (uintptr_t)p, end = a + size;
     if (end >> PM_VA_BITS)
@@ -43,20 +74,29 @@ bool pa_pagemap_set(void *p, size_t size, const pa_desc *d) {
         uintptr_t leaf_end = (x | ((1ul << (12 + PM_LEAF_BITS)) - 1)) + 1;
         uintptr_t stop = end < leaf_end ? end : leaf_end;
         pm_entry *leaf = leaf_for(x, false);
-        if (leaf)
-            for (uintptr_t i = (x >> 12) & ((1u << PM_LEAF_BITS) - 1); x < stop; x += PA_PAGE, i++)
-                atomic_store_explicit(&leaf[i], d, memory_order_release);
+        if (leaf) {
+            size_t i = (x >> 12) & ((1u << PM_LEAF_BITS) - 1), n = (stop - x) >> 12;
+            fill(leaf + i, n, d);
+        }
         x = stop;
     }
     return true;
 }
 
-bool pa_pagemap_all_out(const void *p, size_t size) {
-    uintptr_t a = (uintptr_t)p;
-    for (size_t off = 0; off < size; off += PA_PAGE) {
-        const pa_desc *d = pa_pagemap_get((const void *)(a + off));
-        if (!d || d == &pa_desc_cached)
+bool pa_pagemap_uniform(const void *p, size_t size, const pa_desc *d) {
+    uintptr_t x = (uintptr_t)p, end = x + size;
+    if (end >> PM_VA_BITS || end < x)
+        return false;
+    while (x < end) {
+        uintptr_t leaf_end = (x | ((1ul << (12 + PM_LEAF_BITS)) - 1)) + 1;
+        uintptr_t stop = end < leaf_end ? end : leaf_end;
+        pm_entry *leaf = leaf_for(x, false);
+        if (!leaf)
             return false;
+        size_t i = (x >> 12) & ((1u << PM_LEAF_BITS) - 1), n = (stop - x) >> 12;
+        if (!all_equal(leaf + i, n, d))
+            return false;
+        x = stop;
     }
     return true;
 }

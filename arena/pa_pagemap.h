@@ -43,9 +43,8 @@ static inline const pa_desc *pa_pagemap_get(const void *p) {
 /* Point every page of [p, p+size) at d.  Returns false only when a leaf
  * could not be mapped (d != NULL); nothing is changed then. */
 bool pa_pagemap_set(void *p, size_t size, const pa_desc *d);
-/* True when every page of the range maps to a handed-out descriptor (not NULL,
- * not cached). */
-bool pa_pagemap_all_out(const void *p, size_t size);
+/* True when every page of the range maps to d (scanned leaf by leaf). */
+bool pa_pagemap_uniform(const void *p, size_t size, const pa_desc *d);
 /* Bytes of page map leaves mapped. */
 extern _Atomic uint64_t pa_pagemap_bytes;
 

@@ -443,11 +443,8 @@ void *pa_alloc_at(void *addr, size_t size, const pa_desc *owner, bool *zero) {
  * two racing frees only one wins. */
 static bool claim(void *p, size_t size) {
     const pa_desc *d = pa_pagemap_get(p);
-    if (!d || d == &pa_desc_cached)
+    if (!d || d == &pa_desc_cached || !pa_pagemap_uniform(p, size, d))
         return false;
-    for (size_t off = PA_PAGE; off < size; off += PA_PAGE)
-        if (pa_pagemap_get((char *)p + off) != d)
-            return false;
     uintptr_t a = (uintptr_t)p;
     pm_entry *leaf = atomic_load_explicit(&pa_pagemap_root[a >> (12 + PM_LEAF_BITS)],
                                           memory_order_acquire);
