@@ -46,20 +46,28 @@ static void fill(pm_entry *e, size_t n, const pa_desc *d) {
     atomic_thread_fence(memory_order_release);
 }
 
-static bool all_equal(pm_entry *e, size_t n, const pa_desc *d) {
+/* Entries e[0..n) from `expect` to `to`; the count switched before a
+ * mismatch (n when all matched). */
+static size_t swap_run(pm_entry *e, size_t n, const pa_desc *expect, const pa_desc *to) {
     size_t i = 0;
     for (; i + 4 <= n; i += 4) {
         const pa_desc *a = atomic_load_explicit(&e[i], memory_order_relaxed),
                       *b = atomic_load_explicit(&e[i + 1], memory_order_relaxed),
                       *c = atomic_load_explicit(&e[i + 2], memory_order_relaxed),
-                      *f = atomic_load_explicit(&e[i + 3], memory_order_relaxed);
-        if ((a != d) | (b != d) | (c != d) | (f != d))
-            return false;
+                      *d = atomic_load_explicit(&e[i + 3], memory_order_relaxed);
+        if ((a != expect) | (b != expect) | (c != expect) | (d != expect))
+            break; /* the scalar loop finds which */
+        atomic_store_explicit(&e[i], to, memory_order_relaxed);
+        atomic_store_explicit(&e[i + 1], to, memory_order_relaxed);
+        atomic_store_explicit(&e[i + 2], to, memory_order_relaxed);
+        atomic_store_explicit(&e[i + 3], to, memory_order_relaxed);
     }
-    for (; i < n; i++)
-        if (atomic_load_explicit(&e[i], memory_order_relaxed) != d)
-            return false;
-    return true;
+    for (; i < n; i++) {
+        if (atomic_load_explicit(&e[i], memory_order_relaxed) != expect)
+            return i;
+        atomic_store_explicit(&e[i], to, memory_order_relaxed);
+    }
+    return n;
 }
 
 bool pa_pagemap_set(void *p, size_t size, const pa_desc *d) {
@@ -83,20 +91,23 @@ bool pa_pagemap_set(void *p, size_t size, const pa_desc *d) {
     return true;
 }
 
-bool pa_pagemap_uniform(const void *p, size_t size, const pa_desc *d) {
-    uintptr_t x = (uintptr_t)p, end = x + size;
+bool pa_pagemap_swap(void *p, size_t size, const pa_desc *expect, const pa_desc *to) {
+    uintptr_t start = (uintptr_t)p, x = start, end = x + size;
     if (end >> PM_VA_BITS || end < x)
         return false;
     while (x < end) {
         uintptr_t leaf_end = (x | ((1ul << (12 + PM_LEAF_BITS)) - 1)) + 1;
         uintptr_t stop = end < leaf_end ? end : leaf_end;
         pm_entry *leaf = leaf_for(x, false);
-        if (!leaf)
+        size_t n = (stop - x) >> 12, done = 0;
+        if (leaf)
+            done = swap_run(leaf + ((x >> 12) & ((1u << PM_LEAF_BITS) - 1)), n, expect, to);
+        if (done < n) { /* put back what was switched: [start, x + done pages) */
+            pa_pagemap_set(p, (x - start) + (done << 12), expect);
             return false;
-        size_t i = (x >> 12) & ((1u << PM_LEAF_BITS) - 1), n = (stop - x) >> 12;
-        if (!all_equal(leaf + i, n, d))
-            return false;
+        }
         x = stop;
     }
+    atomic_thread_fence(memory_order_release);
     return true;
 }

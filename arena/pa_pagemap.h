@@ -43,8 +43,10 @@ static inline const pa_desc *pa_pagemap_get(const void *p) {
 /* Point every page of [p, p+size) at d.  Returns false only when a leaf
  * could not be mapped (d != NULL); nothing is changed then. */
 bool pa_pagemap_set(void *p, size_t size, const pa_desc *d);
-/* True when every page of the range maps to d (scanned leaf by leaf). */
-bool pa_pagemap_uniform(const void *p, size_t size, const pa_desc *d);
+/* Switch every page of the range from `expect` to `to` in one pass.  If a
+ * page maps elsewhere, the pages already switched go back to `expect` and the
+ * result is false: nothing changed. */
+bool pa_pagemap_swap(void *p, size_t size, const pa_desc *expect, const pa_desc *to);
 /* Bytes of page map leaves mapped. */
 extern _Atomic uint64_t pa_pagemap_bytes;
 

@@ -443,7 +443,7 @@ void *pa_alloc_at(void *addr, size_t size, const pa_desc *owner, bool *zero) {
  * two racing frees only one wins. */
 static bool claim(void *p, size_t size) {
     const pa_desc *d = pa_pagemap_get(p);
-    if (!d || d == &pa_desc_cached || !pa_pagemap_uniform(p, size, d))
+    if (!d || d == &pa_desc_cached)
         return false;
     uintptr_t a = (uintptr_t)p;
     pm_entry *leaf = atomic_load_explicit(&pa_pagemap_root[a >> (12 + PM_LEAF_BITS)],
@@ -451,8 +451,14 @@ static bool claim(void *p, size_t size) {
     if (!atomic_compare_exchange_strong(&leaf[(a >> 12) & ((1u << PM_LEAF_BITS) - 1)],
                                         &d, &pa_desc_cached))
         return false;
-    if (size > PA_PAGE)
-        pa_pagemap_set((char *)p + PA_PAGE, size - PA_PAGE, &pa_desc_cached);
+    /* The rest in one pass: each page must still be d; on a mismatch the
+     * pages already switched, the first included, are put back. */
+    if (size > PA_PAGE &&
+        !pa_pagemap_swap((char *)p + PA_PAGE, size - PA_PAGE, d, &pa_desc_cached)) {
+        atomic_store_explicit(&leaf[(a >> 12) & ((1u << PM_LEAF_BITS) - 1)], d,
+                              memory_order_release);
+        return false;
+    }
     count_add(&bytes_out, -(int64_t)size);
     return true;
 }
