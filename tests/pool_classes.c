@@ -2,18 +2,8 @@
  * every size maps to the smallest class that holds it, the waste columns
  * match the sizes and runs, about four classes per doubling, runs hold whole
  * blocks, and pool boundaries fall at 1 KiB, 64 KiB and 2 MiB. */
-#include <stdio.h>
-#include <stdlib.h>
-
+#include "check.h"
 #include "pools/classes.h"
-
-#define CHECK(c)                                                                 \
-    do {                                                                         \
-        if (!(c)) {                                                              \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c); \
-            exit(1);                                                             \
-        }                                                                        \
-    } while (0)
 
 int main(void) {
     uint32_t prev = 0;
