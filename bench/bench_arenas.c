@@ -25,6 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_common.h"
+
 #include <jemalloc/jemalloc.h>
 
 #include "hakmem.h"
@@ -57,20 +59,6 @@ static int64_t hk_read(const char *name) {
     return (int64_t)v;
 }
 
-/* Peak RSS in KiB (VmHWM); wait4's ru_maxrss would include the runner's. */
-static long peak_rss_kib(void) {
-    char buf[4096];
-    int fd = open("/proc/self/status", O_RDONLY);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = 0;
-    const char *p = strstr(buf, "VmHWM:");
-    return p ? strtol(p + 6, NULL, 10) : -1;
-}
 
 static void print_result(uint64_t ops, double secs, const char *check) {
     printf("RESULT workload=%s ops=%" PRIu64 " secs=%.6f check=%s rss_kib=%ld hk_cold_maps=%" PRId64

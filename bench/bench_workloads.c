@@ -33,6 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_common.h"
+
 #define PAGE 4096u
 
 static const char *g_workload = "?";
@@ -79,22 +81,6 @@ static inline uint8_t tag_of(uint64_t a, uint64_t b) {
     return (uint8_t)((h >> 56) | 1);
 }
 
-/* Peak RSS of this process in KiB (VmHWM), read without allocating.  The
- * runner's wait4 ru_maxrss would include the runner's own RSS: Linux carries
- * the pre-exec address space's high-water mark across exec. */
-static long peak_rss_kib(void) {
-    char buf[4096];
-    int fd = open("/proc/self/status", O_RDONLY);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = 0;
-    const char *p = strstr(buf, "VmHWM:");
-    return p ? strtol(p + 6, NULL, 10) : -1;
-}
 
 typedef int (*hak_mallctl_fn)(const char *, void *, size_t *, void *, size_t);
 

@@ -1,0 +1,28 @@
+/* bench_common.h - what both bench programs share: the peak RSS each prints
+ * on its RESULT line. */
+#ifndef BENCH_COMMON_H
+#define BENCH_COMMON_H
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Peak RSS of this process in KiB (VmHWM), read without allocating.  The
+ * runner's wait4 ru_maxrss would include the runner's own RSS: Linux carries
+ * the pre-exec address space's high-water mark across exec. */
+static inline long peak_rss_kib(void) {
+    char buf[4096];
+    int fd = open("/proc/self/status", O_RDONLY);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = 0;
+    const char *p = strstr(buf, "VmHWM:");
+    return p ? strtol(p + 6, NULL, 10) : -1;
+}
+
+#endif
