@@ -83,10 +83,12 @@ hk_pt_preload_exe(pool_threads_preload ${HK_PT_DIR}/pool_threads.c)
 foreach(c prodcons churn fork)
   hk_pt_preload_test(pool.threads.${c}.preload $<TARGET_FILE:pool_threads_preload> ${c})
 endforeach()
-hk_pt_preload_test(pool.threads.prodcons.jemalloc_mode.preload
-                   $<TARGET_FILE:pool_threads_preload> prodcons)
-set_tests_properties(pool.threads.prodcons.jemalloc_mode.preload PROPERTIES
-                     ENVIRONMENT "LD_PRELOAD=${HK_PT_LIB};HAKMEM_MODE=jemalloc")
+foreach(c prodcons churn fork)
+  hk_pt_preload_test(pool.threads.${c}.jemalloc_mode.preload
+                     $<TARGET_FILE:pool_threads_preload> ${c})
+  set_tests_properties(pool.threads.${c}.jemalloc_mode.preload PROPERTIES
+                       ENVIRONMENT "LD_PRELOAD=${HK_PT_LIB};HAKMEM_MODE=jemalloc")
+endforeach()
 
 # ---- misuse and malformed environment: exact stderr line and exit status ----------
 
