@@ -51,21 +51,13 @@ static double now_sec(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static int64_t hk_read(const char *name) {
-    uint64_t v = 0;
-    size_t len = sizeof v;
-    if (hak_mallctl(name, &v, &len, NULL, 0) != 0 || len != sizeof v)
-        return -1;
-    return (int64_t)v;
-}
-
 
 static void print_result(uint64_t ops, double secs, const char *check) {
     printf("RESULT workload=%s ops=%" PRIu64 " secs=%.6f check=%s rss_kib=%ld hk_cold_maps=%" PRId64
            " hk_warm_hits=%" PRId64 " hk_pa=%" PRId64 " hk_hooks_alloc=%" PRId64 "\n",
-           g_name, ops, secs, check, peak_rss_kib(), hk_read("stats.page_arena.cold.maps"),
-           hk_read("stats.page_arena.warm.hits"), hk_read("opt.page_arena.enable"),
-           hk_read("stats.hooks.alloc_calls"));
+           g_name, ops, secs, check, peak_rss_kib(), hk_read(hak_mallctl, "stats.page_arena.cold.maps"),
+           hk_read(hak_mallctl, "stats.page_arena.warm.hits"), hk_read(hak_mallctl, "opt.page_arena.enable"),
+           hk_read(hak_mallctl, "stats.hooks.alloc_calls"));
     fflush(stdout);
 }
 

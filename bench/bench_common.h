@@ -4,6 +4,7 @@
 #define BENCH_COMMON_H
 
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -23,6 +24,17 @@ static inline long peak_rss_kib(void) {
     buf[n] = 0;
     const char *p = strstr(buf, "VmHWM:");
     return p ? strtol(p + 6, NULL, 10) : -1;
+}
+
+/* One uint64_t statistic through hak_mallctl (passed in: bench_workloads
+ * finds it at run time, bench_arenas links it); -1 when it does not answer. */
+typedef int (*hak_mallctl_fn)(const char *, void *, size_t *, void *, size_t);
+static inline int64_t hk_read(hak_mallctl_fn fn, const char *name) {
+    uint64_t v = 0;
+    size_t len = sizeof v;
+    if (fn(name, &v, &len, NULL, 0) != 0 || len != sizeof v)
+        return -1;
+    return (int64_t)v;
 }
 
 #endif

@@ -82,16 +82,6 @@ static inline uint8_t tag_of(uint64_t a, uint64_t b) {
 }
 
 
-typedef int (*hak_mallctl_fn)(const char *, void *, size_t *, void *, size_t);
-
-static int64_t hk_read(hak_mallctl_fn fn, const char *name) {
-    uint64_t v = 0;
-    size_t len = sizeof v;
-    if (fn(name, &v, &len, NULL, 0) != 0 || len != sizeof v)
-        return -1;
-    return (int64_t)v;
-}
-
 /* Print the RESULT line with the proof of which allocator is live. */
 static void print_result(uint64_t ops, double secs, const char *check) {
     const char *lib = "unknown";

@@ -19,13 +19,7 @@
 #include <string>
 #include <vector>
 
-#define CHECK(c)                                                                       \
-    do {                                                                               \
-        if (!(c)) {                                                                    \
-            std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c); \
-            std::exit(1);                                                              \
-        }                                                                              \
-    } while (0)
+#include "check.h"
 
 static std::size_t opaque(std::size_t x) {
     __asm__ volatile("" : "+r"(x));

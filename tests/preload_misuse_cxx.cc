@@ -10,13 +10,7 @@
 #include <cstring>
 #include <new>
 
-#define CHECK(c)                                                                       \
-    do {                                                                               \
-        if (!(c)) {                                                                    \
-            std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c); \
-            std::exit(1);                                                              \
-        }                                                                              \
-    } while (0)
+#include "check.h"
 
 template <typename T> static T *launder(T *p) {
     __asm__ volatile("" : "+r"(p));
