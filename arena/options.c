@@ -1,5 +1,6 @@
 /* options.c - owns the options table: names, environment variables, ranges,
- * defaults and documentation of every HAKMEM option, and their parsing. */
+ * defaults and documentation of every HAKMEM option, and their parsing; and
+ * hak_misuse, the one reporter of bad input, which obeys HAKMEM_ON_ERROR. */
 #include "arena/options.h"
 
 #include <pthread.h>
@@ -33,6 +34,8 @@ const hak_option hak_options[OPT_COUNT] = {
                   "pools: HAKMEM's pools; jemalloc: every size to hooked jemalloc arenas"},
     [OPT_ON_ERROR] = {"on_error", "HAKMEM_ON_ERROR", 0, 1, ON_ERROR_ABORT, on_error_words,
                       "abort, or warn and continue, on an invalid or double free"},
+    [OPT_GUARD] = {"guard", "HAKMEM_GUARD", 0, 1, 0, NULL,
+                   "1: every block above 64 KiB gets its own span between two guard pages"},
     [OPT_STATS] = {"stats", "HAKMEM_STATS", 0, 2, STATS_OFF, stats_words,
                    "print statistics to stderr at exit: 1 text, json"},
 };
@@ -98,4 +101,17 @@ static void read_environment(void) {
 void hak_options_init(void) {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, read_environment);
+}
+
+void hak_misuse(const char *fn, const void *p, const char *fault) {
+    pa_msg m = {.n = 0};
+    pa_msg_str(&m, "hakmem: ");
+    pa_msg_str(&m, fn);
+    pa_msg_str(&m, "(");
+    pa_msg_ptr(&m, p);
+    pa_msg_str(&m, "): ");
+    pa_msg_str(&m, fault);
+    pa_msg_emit(&m);
+    if (hak_opt(OPT_ON_ERROR) != ON_ERROR_WARN)
+        abort();
 }

@@ -17,6 +17,7 @@ enum hak_opt_id {
     OPT_PA_THP,         /* HAKMEM_PAGE_ARENA_THP */
     OPT_MODE,           /* HAKMEM_MODE: pools | jemalloc */
     OPT_ON_ERROR,       /* HAKMEM_ON_ERROR: abort | warn */
+    OPT_GUARD,          /* HAKMEM_GUARD: guard pages above 64 KiB */
     OPT_STATS,          /* HAKMEM_STATS: 0 | 1 | json */
     OPT_COUNT
 };
@@ -38,5 +39,9 @@ extern uint64_t hak_opt_values[OPT_COUNT];
 /* Read the environment once (idempotent, thread-safe, malloc-free). */
 void hak_options_init(void);
 static inline uint64_t hak_opt(enum hak_opt_id id) { return hak_opt_values[id]; }
+
+/* Bad input (DESIGN.md §8): one stderr line "hakmem: fn(p): fault", then
+ * abort, or return with HAKMEM_ON_ERROR=warn (the caller loses nothing). */
+void hak_misuse(const char *fn, const void *p, const char *fault);
 
 #endif

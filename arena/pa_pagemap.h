@@ -13,6 +13,7 @@ enum pa_kind {
     PA_KIND_RAW,        /* handed to a plain PageArena client */
     PA_KIND_JE,         /* an extent of a jemalloc arena on our hooks */
     PA_KIND_SLAB,       /* a Tiny/Mid/L25 slab or run */
+    PA_KIND_GUARD,      /* one guarded block's span (HAKMEM_GUARD=1) */
 };
 typedef struct pa_desc {
     void *owner;        /* pools: the owning heap; NULL otherwise */

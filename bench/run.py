@@ -84,6 +84,8 @@ CONFIGS = [
     Config("je+pagearena", "hakmem", {"HAKMEM_MODE": "jemalloc"}, "libhakmem"),
     Config("hakmem-pa-off", "hakmem", {"HAKMEM_PAGE_ARENA_ENABLE": "0"}, "libhakmem"),
     Config("hakmem", "hakmem", {}, "libhakmem"),
+    # The same library built with HAKMEM_HARDEN=0: what the hardening costs.
+    Config("hakmem-unhardened", "hakmem-unhardened", {}, "libhakmem_unhardened"),
     Config("mimalloc", "mimalloc", {}, "libmimalloc"),
     Config("tcmalloc", "tcmalloc", {}, "libtcmalloc"),
 ]
@@ -128,11 +130,11 @@ def find_system_lib(soname):
     return None
 
 
-def find_hakmem(build):
-    direct = os.path.join(build, "libhakmem.so")
+def find_hakmem(build, name="libhakmem"):
+    direct = os.path.join(build, name + ".so")
     if os.path.exists(direct):
         return direct
-    hits = sorted(glob.glob(os.path.join(build, "**", "libhakmem.so*"), recursive=True))
+    hits = sorted(glob.glob(os.path.join(build, "**", name + ".so*"), recursive=True))
     return hits[0] if hits else None
 
 
@@ -237,7 +239,7 @@ def live_problem(row, workload, f):
             return "hk_mode=%s, expected 1" % f.get("hk_mode")
         if hooks is None or hooks <= 0:
             return "hk_hooks_alloc=%s, expected > 0" % f.get("hk_hooks_alloc")
-    elif cfg.name == "hakmem":
+    elif cfg.name in ("hakmem", "hakmem-unhardened"):
         if mode != 0:
             return "hk_mode=%s, expected 0" % f.get("hk_mode")
         if workload == "large_blocks":
@@ -482,6 +484,30 @@ def geomean_table(summaries, configs, workloads):
     return out, vals
 
 
+def hardening_table(summaries, workloads):
+    """hakmem against the same library built with HAKMEM_HARDEN=0."""
+    ratios = []
+    rows = []
+    for w in workloads:
+        a = summaries.get(w, {}).get("hakmem")
+        b = summaries.get(w, {}).get("hakmem-unhardened")
+        if not (a and b and a["status"] == "ok" and b["status"] == "ok"
+                and a.get("ops_per_s") and b.get("ops_per_s")):
+            continue
+        r = b["ops_per_s"] / a["ops_per_s"]
+        ratios.append(r)
+        rows.append("| %s | %s | %s | %s |" % (w, fmt_rate(a["ops_per_s"]),
+                                               fmt_rate(b["ops_per_s"]), fmt_ratio(r)))
+    if not ratios:
+        return []
+    return ["## Cost of hardening", "",
+            "hakmem (free-list links encoded and checked, free-time checks) against"
+            " hakmem-unhardened (the same library built with HAKMEM_HARDEN=0); a time"
+            " ratio above 1 is the cost.", "",
+            "| workload | hakmem ops/s | unhardened ops/s | time ratio |", "|---|---:|---:|---:|"] + \
+        rows + ["| geometric mean | | | %s |" % fmt_ratio(geomean(ratios)), ""]
+
+
 GNUPLOT_SCRIPT = """\
 set terminal svg size {width},520 dynamic background rgb 'white' font 'sans,11'
 set termoption noenhanced
@@ -581,7 +607,8 @@ def main():
         return 2
 
     # Resolve the configurations.
-    libs = {"hakmem": find_hakmem(build)}
+    libs = {"hakmem": find_hakmem(build),
+            "hakmem-unhardened": find_hakmem(build, "libhakmem_unhardened")}
     libs.update({k: find_system_lib(v) for k, v in DEBIAN_LIBS.items()})
     configs = [c for c in CONFIGS if c.name in wanted]
     for c in configs:
@@ -589,7 +616,7 @@ def main():
             c.path = libs[c.lib]
             if not c.path:
                 c.missing = ("%s not found" % DEBIAN_LIBS[c.lib]) if c.lib in DEBIAN_LIBS \
-                    else "libhakmem.so not built in %s" % build
+                    else "%s.so not built in %s" % (c.expect, build)
                 note("note: configuration %s skipped: %s" % (c.name, c.missing))
     live_cfgs = [c for c in configs if not c.missing]
     if "arenas" in args.only and not arenas_bin:
@@ -682,6 +709,7 @@ def main():
     gm_lines, _ = geomean_table(summaries, [c for c in cfg_names if c not in skipped],
                                 [w for w in args.only if w != "arenas"])
     md += gm_lines
+    md += hardening_table(summaries, [w for w in args.only if w != "arenas"])
     charts = write_charts(outdir, summaries, [c for c in cfg_names if c not in skipped],
                           args.only)
     if charts:

@@ -14,6 +14,7 @@
 #include "hooks/hk_extent.h"
 #if HK_WITH_POOLS
 #include "pools/pool.h"
+#include "hooks/hk_guard.h"
 void hk_large_stats(uint64_t *nmalloc, uint64_t *nfree);
 #endif
 
@@ -27,6 +28,7 @@ typedef struct hk_snapshot {
 #if HK_WITH_POOLS
     pool_stats pool[POOL_COUNT];
     uint64_t large_nmalloc, large_nfree;
+    uint64_t guard_nmalloc, guard_nfree, guard_bytes;
 #endif
 } hk_snapshot;
 
@@ -37,6 +39,7 @@ static void snapshot(hk_snapshot *s) {
 #if HK_WITH_POOLS
     pool_stats_get(s->pool);
     hk_large_stats(&s->large_nmalloc, &s->large_nfree);
+    hk_guard_stats(&s->guard_nmalloc, &s->guard_nfree, &s->guard_bytes);
 #endif
 }
 
@@ -80,6 +83,9 @@ static const hk_stat stat_table[] = {
     POOL_ROWS(POOL_L25, "l25"),
     {"stats.large.nmalloc", offsetof(hk_snapshot, large_nmalloc), "pools mode: allocations sent to the hooked jemalloc arena"},
     {"stats.large.nfree", offsetof(hk_snapshot, large_nfree), "pools mode: frees sent to the hooked jemalloc arena"},
+    {"stats.guard.nmalloc", offsetof(hk_snapshot, guard_nmalloc), "HAKMEM_GUARD=1: guarded blocks allocated"},
+    {"stats.guard.nfree", offsetof(hk_snapshot, guard_nfree), "HAKMEM_GUARD=1: guarded blocks freed"},
+    {"stats.guard.bytes", offsetof(hk_snapshot, guard_bytes), "HAKMEM_GUARD=1: bytes of guarded spans, guard pages included"},
 #endif
 };
 #define N_STATS (sizeof stat_table / sizeof stat_table[0])

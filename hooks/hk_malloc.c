@@ -3,7 +3,8 @@
  * 2 MiB or for alignments the pools cannot serve), HAKMEM_MODE=jemalloc
  * (every size to hooked arenas, each thread bound to one), free and
  * realloc owner lookup through the page map, the bad-input policy
- * (DESIGN.md §8), thread exit, and HAKMEM_STATS at exit.
+ * (DESIGN.md §8), guarded blocks when HAKMEM_GUARD=1 (hk_guard.c), thread
+ * exit, and HAKMEM_STATS at exit.
  *
  * jemalloc is reached through mallocx/dallocx/rallocx/sallocx/xallocx/mallctl,
  * and in jemalloc mode, once the thread is bound to a hooked arena, through
@@ -24,6 +25,7 @@
 #include "hakmem.h"
 #include "hooks/hk_extent.h"
 #include "hooks/hk_front.h"
+#include "hooks/hk_guard.h"
 #include "hooks/hk_large.h"
 
 #define HK_JE_ARENAS_MAX 64
@@ -101,21 +103,8 @@ static __thread struct {
 
 /* ---- bad input ------------------------------------------------------------- */
 
-static void report(const char *fn, const void *p, const char *fault) {
-    pa_msg m = {.n = 0};
-    pa_msg_str(&m, "hakmem: ");
-    pa_msg_str(&m, fn);
-    pa_msg_str(&m, "(");
-    pa_msg_ptr(&m, p);
-    pa_msg_str(&m, "): ");
-    pa_msg_str(&m, fault);
-    pa_msg_emit(&m);
-    if (hak_opt(OPT_ON_ERROR) != ON_ERROR_WARN)
-        abort();
-}
-
 static void report_kind(const char *fn, const void *p, pool_ptr_kind k) {
-    report(fn, p, k == POOL_PTR_DOUBLE ? "double free" : "invalid pointer");
+    hak_misuse(fn, p, k == POOL_PTR_DOUBLE ? "double free" : "invalid pointer");
 }
 
 /* ---- jemalloc route -------------------------------------------------------- */
@@ -183,7 +172,8 @@ static void je_choose(void) {
     /* After in_je: these may call malloc, which then goes to jemalloc too. */
     if (!hk_cnt.linked)
         cnt_link();
-    if (jemalloc_mode() && !atomic_load(&je_plain_malloc)) {
+    /* jemalloc's own malloc would bypass the guarded path: not with GUARD. */
+    if (jemalloc_mode() && !hak_opt(OPT_GUARD) && !atomic_load(&je_plain_malloc)) {
         void *lib = dlopen("libjemalloc.so.2", RTLD_NOW | RTLD_NOLOAD);
         void *m = lib ? dlsym(lib, "malloc") : NULL, *f = lib ? dlsym(lib, "free") : NULL;
         if (m && f && m != (void *)malloc) {
@@ -210,6 +200,8 @@ static void *je_alloc(size_t n, size_t align, bool zero) {
         errno = ENOMEM;
         return NULL;
     }
+    if (hk_guard_wants(n))
+        return hk_guard_alloc(n, align, zero);
     int flags = je_flags();
     if (!flags && !jemalloc_mode()) { /* no arena could be made */
         errno = ENOMEM;
@@ -295,6 +287,8 @@ void *hk_malloc_slow(size_t n) {
 }
 
 static void *malloc_routed(size_t n) {
+    if (hk_guard_wants(n)) /* L25 sizes: the pools' L25 classes stay empty */
+        return hk_guard_alloc(n, 16, false);
     if (to_jemalloc(n))
         return je_alloc(n, 0, false);
     void *p = pool_malloc_slow(n);
@@ -333,11 +327,17 @@ static void free_routed(void *p, const pa_desc *d, const char *fn) {
         if (st == HK_LARGE_LIVE)
             je_free(p);
         else
-            report(fn, p, st == HK_LARGE_FREED ? "double free" : "invalid pointer");
+            hak_misuse(fn, p, st == HK_LARGE_FREED ? "double free" : "invalid pointer");
+        return;
+    }
+    if (d && d->kind == PA_KIND_GUARD) {
+        const char *fault = hk_guard_free(p, d);
+        if (fault)
+            hak_misuse(fn, p, fault);
         return;
     }
     /* A page the PageArena took back was freed before. */
-    report(fn, p, d && d->kind == PA_KIND_CACHED ? "double free" : "invalid pointer");
+    hak_misuse(fn, p, d && d->kind == PA_KIND_CACHED ? "double free" : "invalid pointer");
 }
 
 void *hk_calloc(size_t n, size_t m) {
@@ -362,6 +362,8 @@ size_t hk_usable_size(const void *p) {
         return pool_check(p) == POOL_PTR_OK ? pool_usable_size(p) : 0;
     if (d && d->kind == PA_KIND_JE && je_lookup(p, false) == HK_LARGE_LIVE)
         return je_size(p);
+    if (d && d->kind == PA_KIND_GUARD)
+        return hk_guard_usable(p, d);
     return 0;
 }
 
@@ -385,7 +387,7 @@ void *hk_realloc(void *p, size_t n) {
     } else if (d && d->kind == PA_KIND_JE) {
         hk_large_state st = je_lookup(p, false);
         if (st != HK_LARGE_LIVE) {
-            report("realloc", p, st == HK_LARGE_FREED ? "double free" : "invalid pointer");
+            hak_misuse("realloc", p, st == HK_LARGE_FREED ? "double free" : "invalid pointer");
             errno = EINVAL;
             return NULL;
         }
@@ -405,8 +407,15 @@ void *hk_realloc(void *p, size_t n) {
                 return q;
             }
         }
+    } else if (d && d->kind == PA_KIND_GUARD) {
+        old = hk_guard_usable(p, d);
+        if (!old) {
+            hak_misuse("realloc", p, "invalid pointer");
+            errno = EINVAL;
+            return NULL;
+        }
     } else {
-        report("realloc", p, d && d->kind == PA_KIND_CACHED ? "double free" : "invalid pointer");
+        hak_misuse("realloc", p, d && d->kind == PA_KIND_CACHED ? "double free" : "invalid pointer");
         errno = EINVAL;
         return NULL;
     }
@@ -436,10 +445,12 @@ static void *aligned(size_t align, size_t n) {
         return hk_malloc(n);
     if (!to_jemalloc(n)) {
         size_t sz = pool_aligned_size(n, align);
+        if (sz && hk_guard_wants(sz)) /* an L25 class: guarded, aligned */
+            return hk_guard_alloc(n, align, false);
         if (sz)
             return hk_malloc(sz);
     }
-    return je_alloc(n, align, false);
+    return je_alloc(n, align, false); /* guarded above 64 KiB */
 }
 
 int hk_posix_memalign(void **out, size_t align, size_t n) {

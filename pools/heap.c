@@ -19,7 +19,10 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
+#include "arena/options.h"
 #include "arena/pa_meta.h"
 #include "pools/pool.h"
 
@@ -35,6 +38,7 @@ static pool_heap *abandoned;
 static pa_lock_t abandon_lock;
 static pthread_key_t heap_key;
 static atomic_int init_state; /* 0 new, 1 registering, 2 ready */
+static uintptr_t link_secret; /* the process's secret; each slab's key mixes it */
 
 static void count_add(_Atomic uint64_t *c, int64_t d) {
     atomic_fetch_add_explicit(c, (uint64_t)d, memory_order_relaxed);
@@ -80,8 +84,13 @@ static pool_slab *slab_new(pool_heap *h, unsigned c) {
     s->cls = (uint16_t)c;
     s->block_size = k->size;
     s->capacity = k->run_bytes / k->size;
-    s->magic = (((uint64_t)1 << POOL_MAGIC_SHIFT) + k->size - 1) / k->size;
+    s->div_c = pool_div_c(k->size);
     s->span_bytes = k->run_bytes;
+    s->last_off = (uintptr_t)(s->capacity - 1) * k->size + 1;
+    uint64_t z = link_secret + (uintptr_t)s; /* splitmix64 finaliser */
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    s->key = (uintptr_t)(z ^ (z >> 31));
     bool zero;
     void *mem = k->pool == POOL_TINY  ? tiny_slab_take(h, c, &s->hdr, &zero)
                 : k->pool == POOL_MID ? mid_run_take(h, c, &s->hdr, &zero)
@@ -149,19 +158,46 @@ static uint32_t slab_drain_remote(pool_slab *s, bool clear_listed) {
     } else {
         r = atomic_exchange(&s->remote, 0);
     }
-    void **b = (void **)(r & ~(uintptr_t)1);
+    uintptr_t *b = (uintptr_t *)(r & ~(uintptr_t)1);
     if (!b)
         return 0;
     uint32_t n = 1;
-    void **tail = b;
-    while (*tail) {
-        tail = *tail;
+    uintptr_t *tail = b;
+    for (;;) {
+        uintptr_t *next = pool_link_dec(s, tail[0]);
+        if (!next)
+            break;
+        if (PA_UNLIKELY(!pool_link_ok(s, next) || !pool_block_ok(s, next))) {
+            /* tail was written after its free: keep the list up to it, leak
+             * the rest (it stays counted as used, so the slab stays too). */
+            hak_misuse("free", tail, "corrupted free list");
+            break;
+        }
+        tail = next;
         n++;
     }
-    *tail = s->free;
+    tail[0] = pool_link_enc(s, s->free);
     s->free = b;
     s->used -= n;
     return n;
+}
+
+/* The current slab's head link is bad: find the block whose first word
+ * produced it (written after its free, then handed out), report, and drop
+ * the rest of the list (those blocks leak; nothing is handed out twice). */
+static __attribute__((noinline, cold)) void slab_corrupt_slow(pool_slab *s) {
+    uintptr_t stored = pool_link_enc(s, s->free);
+    const char *culprit = s->free;
+    char *bump = atomic_load_explicit(&s->bump, memory_order_relaxed);
+    for (char *b = s->start; b < bump; b += s->block_size) {
+        const uintptr_t *w = (const uintptr_t *)b;
+        if (w[0] == stored && w[1] != (POOL_FREED_MARK ^ (uintptr_t)b)) {
+            culprit = b;
+            break;
+        }
+    }
+    s->free = NULL;
+    hak_misuse("malloc", culprit, "corrupted free list");
 }
 
 /* Carve up to a page's worth of fresh blocks onto the free list. */
@@ -174,9 +210,13 @@ static bool slab_carve(pool_slab *s) {
     if (n > left)
         n = left;
     char *p = bump;
-    for (size_t i = 0; i + 1 < n; i++, p += bs)
-        *(void **)p = p + bs;
-    *(void **)p = s->free;
+    for (size_t i = 0; i + 1 < n; i++, p += bs) {
+        uintptr_t *w = (uintptr_t *)p;
+        w[0] = pool_link_enc(s, p + bs);
+        w[1] = POOL_FREED_MARK ^ (uintptr_t)p; /* free: a free() of it is a double free */
+    }
+    ((uintptr_t *)p)[0] = pool_link_enc(s, s->free);
+    ((uintptr_t *)p)[1] = POOL_FREED_MARK ^ (uintptr_t)p;
     s->free = bump;
     atomic_store_explicit(&s->bump, bump + n * bs, memory_order_relaxed);
     return true;
@@ -211,9 +251,22 @@ static void fork_child(void) {
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static bool init_ok;
 
+/* The link secret: getrandom, or (no entropy yet) the clock and an address. */
+static void secret_init(void) {
+    uintptr_t v = 0;
+    if (getrandom(&v, sizeof v, GRND_NONBLOCK) != (ssize_t)sizeof v) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        v = (uintptr_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uintptr_t)&ts ^
+            (uintptr_t)ts.tv_sec << 32;
+    }
+    link_secret = v;
+}
+
 static void init_body(void) {
     if (!pa_init())
         return;
+    secret_init();
     pthread_key_create(&heap_key, heap_key_destructor);
     init_ok = true;
 }
@@ -367,7 +420,10 @@ void *pool_malloc_slow(size_t n) {
         return NULL;
     pool_heap *h = pool_tl_heap;
     unsigned c = pool_class_of(n);
-    if (!h->cur[c]->free && !refill(h, c))
+    pool_slab *s = h->cur[c];
+    if (PA_UNLIKELY(s->free && !pool_link_ok(s, s->free)))
+        slab_corrupt_slow(s);
+    if (!s->free && !refill(h, c))
         return NULL;
     void *p = pool_malloc_fast(n);
     return p;
@@ -410,7 +466,7 @@ pool_ptr_kind pool_free_slow(void *p) {
     w[1] = POOL_FREED_MARK ^ (uintptr_t)p;
     uintptr_t old = atomic_load(&s->remote);
     do
-        w[0] = old & ~(uintptr_t)1;
+        w[0] = pool_link_enc(s, (void *)(old & ~(uintptr_t)1));
     while (!atomic_compare_exchange_weak(&s->remote, &old, (uintptr_t)p | 1));
     if (me != &pool_empty_heap)
         pool_count(&me->nfree[cls]);

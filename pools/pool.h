@@ -15,17 +15,25 @@
 
 struct pool_heap;
 
+#ifndef HAKMEM_HARDEN
+#define HAKMEM_HARDEN 1
+#endif
+
 typedef struct pool_slab {
     pa_desc hdr;              /* hdr.owner: the heap, for the slab's life */
-    void *free;               /* owner's free list */
+    void *free;               /* owner's free list (decoded head) */
+    uintptr_t key;            /* link key: stored link = next ^ key */
+    char *start;              /* blocks are [start, end) */
+    uintptr_t last_off;       /* offset of the last block + 1: a link is
+                               * good when link - start < last_off */
     uint32_t used;            /* blocks out, as the owner knows it */
     uint32_t capacity;
     uint32_t block_size;
     uint16_t cls;
     bool full;                /* off the heap's class list */
-    char *start, *end;        /* blocks are [start, end) */
+    char *end;
     _Atomic(char *) bump;     /* [bump, end) uncarved; read by freeing threads */
-    uint64_t magic;           /* ceil(2^43 / block_size): exact offset / size */
+    uint64_t div_c;           /* ceil(2^64 / block_size): divisibility test */
     size_t span_bytes;
     struct pool_slab *next, *prev; /* the heap's list of slabs with free blocks */
     /* Remote frees: a block list; bit 0 set = listed on the heap's notify
@@ -56,7 +64,26 @@ extern pool_heap pool_empty_heap;
 extern __thread pool_heap *pool_tl_heap __attribute__((tls_model("initial-exec")));
 
 #define POOL_FREED_MARK ((uintptr_t)0x9e3779b97f4a7c15ull)
-#define POOL_MAGIC_SHIFT 43
+
+/* Free-list links as stored in a free block's first word. */
+#if HAKMEM_HARDEN
+static inline uintptr_t pool_link_enc(const pool_slab *s, const void *next) {
+    return (uintptr_t)next ^ s->key;
+}
+static inline void *pool_link_dec(const pool_slab *s, uintptr_t w) {
+    return (void *)(w ^ s->key);
+}
+/* False for NULL and for anything that is not inside the slab's blocks. */
+static inline bool pool_link_ok(const pool_slab *s, const void *p) {
+    return (uintptr_t)p - (uintptr_t)s->start < s->last_off;
+}
+#else
+static inline uintptr_t pool_link_enc(const pool_slab *s, const void *next) {
+    return (uintptr_t)next;
+}
+static inline void *pool_link_dec(const pool_slab *s, uintptr_t w) { return (void *)w; }
+static inline bool pool_link_ok(const pool_slab *s, const void *p) { return p != NULL; }
+#endif
 
 static inline void pool_count(_Atomic uint64_t *c) {
     /* Written by the owner only: a plain load and store, no lock prefix. */
@@ -78,22 +105,29 @@ static inline void *pool_malloc_fast(size_t n) {
         return NULL;
     pool_heap *h = pool_tl_heap; /* &pool_empty_heap until the first refill */
     pool_slab *s = h->cur[c];
-    void **p = s->free;
-    if (PA_UNLIKELY(!p))
+    uintptr_t *p = s->free;
+    if (PA_UNLIKELY(!pool_link_ok(s, p))) /* empty list, or a bad link */
         return NULL;
-    s->free = *p;
+    s->free = pool_link_dec(s, p[0]);
     s->used++;
-    p[1] = NULL; /* clears the freed mark */
+    p[1] = 0; /* clears the freed mark */
     pool_count(&h->nmalloc[c]);
     return p;
 }
 
-/* True when p is the start of a carved block of s. */
+/* True when p is the start of a carved block of s.  An offset below 2^32
+ * (slabs are at most 2 MiB) is a multiple of block_size exactly when
+ * offset * ceil(2^64 / block_size) wraps to less than that constant
+ * (Lemire, Kaser and Kurz, "Faster remainder by direct computation"). */
+static inline uint64_t pool_div_c(uint32_t block_size) {
+    return UINT64_MAX / block_size + 1;
+}
 static inline bool pool_block_ok(const pool_slab *s, const void *p) {
     uintptr_t off = (uintptr_t)p - (uintptr_t)s->start;
-    uint64_t idx = ((uint64_t)off * s->magic) >> POOL_MAGIC_SHIFT;
-    return (char *)p < atomic_load_explicit(&((pool_slab *)s)->bump, memory_order_relaxed) &&
-           idx * s->block_size == off;
+    uintptr_t carved = (uintptr_t)atomic_load_explicit(&((pool_slab *)s)->bump,
+                                                       memory_order_relaxed) -
+                       (uintptr_t)s->start;
+    return off < carved && off * s->div_c < s->div_c;
 }
 
 void pool_free_local_slow(pool_heap *h, pool_slab *s);
@@ -105,10 +139,15 @@ static inline bool pool_free_fast(void *p, const pa_desc *d) {
     pool_slab *s = (pool_slab *)d;
     pool_heap *h = pool_tl_heap;
     uintptr_t *w = p;
+#if HAKMEM_HARDEN
     if (PA_UNLIKELY(!s || s->hdr.owner != h || !pool_block_ok(s, p) ||
                     w[1] == (POOL_FREED_MARK ^ (uintptr_t)p)))
         return false;
-    w[0] = (uintptr_t)s->free;
+#else
+    if (PA_UNLIKELY(!s || s->hdr.owner != h))
+        return false;
+#endif
+    w[0] = pool_link_enc(s, s->free);
     w[1] = POOL_FREED_MARK ^ (uintptr_t)p;
     s->free = p;
     pool_count(&h->nfree[s->cls]);

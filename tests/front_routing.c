@@ -10,7 +10,12 @@
  *   misuse   free / realloc of pointers HAKMEM does not own and double frees,
  *            each in a child: one exact stderr line, then SIGABRT.
  *   misuse_warn  the same under HAKMEM_ON_ERROR=warn: the line, the call
- *            returns (realloc: NULL, EINVAL) and the allocator carries on. */
+ *            returns (realloc: NULL, EINVAL) and the allocator carries on.
+ *   guard    under HAKMEM_GUARD=1: every block above 64 KiB (malloc, calloc,
+ *            realloc, aligned) is guarded: counted in stats.guard.*, usable
+ *            up to the upper guard page, whose first byte faults (checked
+ *            in a child), as does the page below a page-multiple block;
+ *            Tiny/Mid blocks stay in the pools. */
 #include "pool_test.h"
 
 #include <signal.h>
@@ -320,8 +325,86 @@ static void test_misuse_warn(void) {
     hk_free(p);
 }
 
+/* ---- guard pages (HAKMEM_GUARD=1) ------------------------------------------------ */
+
+/* True when touching *p kills a child with SIGSEGV. */
+static int faults_at(volatile const char *p) {
+    fflush(NULL);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        char c = *p;
+        (void)c;
+        _exit(0);
+    }
+    int st;
+    CHECK(waitpid(pid, &st, 0) == pid);
+    return WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV;
+}
+
+static void *guard_one(size_t n, size_t align, int how) {
+    uint64_t m0 = t_stat("stats.guard.nmalloc"), l0 = t_stat("stats.l25.nmalloc"),
+             j0 = t_stat("stats.large.nmalloc");
+    void *p = NULL;
+    if (how == 0)
+        p = hk_malloc(n);
+    else if (how == 1)
+        p = hk_calloc(1, n);
+    else
+        CHECK(hk_posix_memalign(&p, align, n) == 0);
+    CHECKM(p != NULL && t_aligned(p, align), "size %zu align %zu", n, align);
+    CHECKM(t_stat("stats.guard.nmalloc") == m0 + 1, "size %zu: not guarded", n);
+    CHECK(t_stat("stats.l25.nmalloc") == l0 && t_stat("stats.large.nmalloc") == j0);
+    size_t u = hk_usable_size(p);
+    CHECKM(u >= n && u < n + (align > 16 ? align : 16), "size %zu usable %zu", n, u);
+    if (how == 1)
+        CHECK(t_is_zero(p, n));
+    t_fill(p, u, n); /* every usable byte is writable */
+    CHECKM(faults_at((char *)p + u), "size %zu: no fault past the usable size", n);
+    if (n % PA_PAGE == 0 && align <= PA_PAGE)
+        CHECKM(faults_at((char *)p - 1), "size %zu: no fault below the block", n);
+    CHECK(t_verify(p, u, n) == u);
+    return p;
+}
+
+static void test_guard(void) {
+    CHECKM(t_stat("opt.guard") == 1, "run with HAKMEM_GUARD=1");
+    static const size_t sizes[] = {MID_MAX + 1, 100000, 256 * KiB, L25_MAX, 3 * MiB, 8 * MiB + 5};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        for (int how = 0; how < 2; how++) {
+            uint64_t f0 = t_stat("stats.guard.nfree");
+            hk_free(guard_one(sizes[i], 16, how));
+            CHECK(t_stat("stats.guard.nfree") == f0 + 1);
+        }
+        hk_free(guard_one(sizes[i], 64 * KiB, 2));
+        hk_free(guard_one(sizes[i], 2 * MiB, 2));
+    }
+    /* An L25 size aligned within a page: the aligned-class branch. */
+    hk_free(guard_one(70000, 4096, 2));
+    /* realloc across the guard line and back keeps the contents */
+    char *p = hk_malloc(1000);
+    CHECK(p != NULL);
+    t_fill(p, 1000, 7);
+    uint64_t m0 = t_stat("stats.guard.nmalloc");
+    p = hk_realloc(p, 200000);
+    CHECK(p && t_stat("stats.guard.nmalloc") == m0 + 1 && t_verify(p, 1000, 7) == 1000);
+    t_fill(p, 200000, 8);
+    p = hk_realloc(p, 300000);
+    CHECK(p && t_verify(p, 200000, 8) == 200000);
+    p = hk_realloc(p, 5000);
+    CHECK(p && t_verify(p, 5000, 8) == 5000);
+    hk_free(p);
+    /* small blocks stay in the pools */
+    uint64_t t0 = t_stat("stats.tiny.nmalloc"), g0 = t_stat("stats.guard.nmalloc");
+    hk_free(hk_malloc(100));
+    hk_free(hk_malloc(MID_MAX));
+    CHECK(t_stat("stats.tiny.nmalloc") == t0 + 1 && t_stat("stats.guard.nmalloc") == g0);
+    CHECK(t_stat("stats.guard.nmalloc") == t_stat("stats.guard.nfree"));
+    CHECK(t_stat("stats.guard.bytes") == 0);
+}
+
 int main(int argc, char **argv) {
-    CHECKM(argc == 2, "usage: %s routing|misuse|misuse_warn", argv[0]);
+    CHECKM(argc == 2, "usage: %s routing|misuse|misuse_warn|guard", argv[0]);
     if (strcmp(argv[1], "routing") == 0) {
         test_routing();
         test_realloc_routes();
@@ -330,6 +413,8 @@ int main(int argc, char **argv) {
         test_misuse_abort();
     } else if (strcmp(argv[1], "misuse_warn") == 0) {
         test_misuse_warn();
+    } else if (strcmp(argv[1], "guard") == 0) {
+        test_guard();
     } else {
         CHECKM(0, "unknown test %s", argv[1]);
     }

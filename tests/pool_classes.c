@@ -1,9 +1,11 @@
 /* pool_classes.c - checks the pools' size-class table and its lookup tables:
  * every size maps to the smallest class that holds it, the waste columns
  * match the sizes and runs, about four classes per doubling, runs hold whole
- * blocks, and pool boundaries fall at 1 KiB, 64 KiB and 2 MiB. */
+ * blocks, and pool boundaries fall at 1 KiB, 64 KiB and 2 MiB; and the
+ * free path's block-boundary test (pool_block_ok) at every offset of every
+ * class's run, carved part and beyond. */
 #include "check.h"
-#include "pools/classes.h"
+#include "pools/pool.h"
 
 int main(void) {
     uint32_t prev = 0;
@@ -33,6 +35,18 @@ int main(void) {
         unsigned c = pool_class_of(n);
         CHECK(c < POOL_NCLASS && pool_classes[c].size >= (n ? n : 1));
         CHECK(c == 0 || pool_classes[c - 1].size < n);
+    }
+    /* pool_block_ok: exactly the block starts below the carve pointer */
+    for (unsigned c = 0; c < POOL_NCLASS; c++) {
+        const pool_class *k = &pool_classes[c];
+        pool_slab s = {.block_size = k->size, .div_c = pool_div_c(k->size)};
+        s.start = (char *)(uintptr_t)0x7f0000000000ull;
+        uint32_t carved = (k->run_bytes / k->size) * k->size;
+        carved -= carved > k->size ? k->size : 0; /* leave the last block uncarved */
+        atomic_init(&s.bump, s.start + carved);
+        for (uint32_t off = 0; off < k->run_bytes; off++)
+            CHECK(pool_block_ok(&s, s.start + off) == (off < carved && off % k->size == 0));
+        CHECK(!pool_block_ok(&s, s.start - k->size)); /* below the slab */
     }
     printf("pool_classes: ok (%u classes)\n", POOL_NCLASS);
     return 0;

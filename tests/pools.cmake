@@ -65,6 +65,8 @@ foreach(c routing misuse misuse_warn)
   hk_pt_inprocess_test(front.${c}.inprocess $<TARGET_FILE:front_routing_inprocess> ${c})
 endforeach()
 set_tests_properties(front.misuse_warn.inprocess PROPERTIES ENVIRONMENT HAKMEM_ON_ERROR=warn)
+hk_pt_inprocess_test(front.guard.inprocess $<TARGET_FILE:front_routing_inprocess> guard)
+set_tests_properties(front.guard.inprocess PROPERTIES ENVIRONMENT HAKMEM_GUARD=1)
 
 if(HAKMEM_SANITIZE)
   return()
@@ -118,8 +120,13 @@ set(HK_PT_MISUSE
   "double_free_mid|free|double free"
   "double_free_l25|free|double free"
   "double_free_large|free|double free"
+  "free_carved|free|double free"
+  "uaf_write|malloc|corrupted free list"
+  "uaf_write_mid|malloc|corrupted free list"
+  "uaf_write_l25|malloc|corrupted free list"
   "realloc_stack|realloc|invalid pointer"
   "realloc_interior|realloc|invalid pointer"
+  "realloc_interior_l25|realloc|invalid pointer"
   "realloc_freed|realloc|double free")
 set(HK_PT_MISUSE_CXX
   "delete_stack|operator delete|invalid pointer"
@@ -146,6 +153,24 @@ foreach(kind C CXX)
                       -- ${_helper} ${c})
   endforeach()
 endforeach()
+
+# HAKMEM_GUARD=1: misuse of guarded blocks, and an overflow that faults.
+foreach(spec "double_free_l25|double free" "double_free_large|double free"
+             "free_interior_l25|invalid pointer" "free_interior_large|invalid pointer"
+             "realloc_interior_l25|invalid pointer")
+  string(REPLACE "|" ";" f "${spec}")
+  list(GET f 0 c)
+  list(GET f 1 fault)
+  set(fn free)
+  if(c MATCHES "^realloc")
+    set(fn realloc)
+  endif()
+  hk_pt_driver_test(preload.misuse.guard.${c} --env HAKMEM_GUARD=1
+                    --stderr "hakmem: ${fn}(%P): ${fault}" --signal 6
+                    -- $<TARGET_FILE:preload_misuse> ${c})
+endforeach()
+hk_pt_driver_test(preload.misuse.guard.overflow --env HAKMEM_GUARD=1 --signal 11
+                  -- $<TARGET_FILE:preload_misuse> guard_overflow)
 
 # (add_test directly: these lines hold a ';', which a function's ARGN would split)
 add_test(NAME preload.env.hot_size_malformed COMMAND $<TARGET_FILE:preload_driver>

@@ -72,6 +72,36 @@ static void double_free(size_t n) {
     free(launder(p));
 }
 
+/* A write into a freed block's first word (use after free), then two
+ * mallocs of its class: the first hands the block back, the second follows
+ * the forged link -- and must refuse it, naming the written block. */
+static void uaf_write(size_t n) {
+    char *keep = malloc(n), *p = malloc(n); /* keep: the slab stays */
+    CHECK(keep && p);
+    free(p);
+    CHECK(malloc(n) == p); /* p's slab is the current one of its class */
+    free(p);
+    memcpy(p, &(uint64_t){0x4141414141414141ull}, 8);
+    CHECK(malloc(n) == p);
+    announce(p);
+    char *q = malloc(n); /* warn mode: a good block from elsewhere */
+    CHECK(q != NULL && q != p);
+    memset(q, 'q', n);
+    free(q);
+    free(p);
+    free(keep);
+}
+
+/* A block carved but never handed out is free: freeing it is refused. */
+static void free_carved(void) {
+    char *p = malloc(700);
+    CHECK(p != NULL);
+    char *next = p + malloc_usable_size(p); /* the next block of the slab */
+    announce(next);
+    free(launder(next));
+    free(p);
+}
+
 int main(int argc, char **argv) {
     CHECK(argc == 2);
     CHECK(dlsym(RTLD_DEFAULT, "hak_mallctl") != NULL); /* HAKMEM is preloaded */
@@ -123,6 +153,19 @@ int main(int argc, char **argv) {
         double_free(100000);
     } else if (strcmp(c, "double_free_large") == 0) {
         double_free(3 << 20);
+    } else if (strcmp(c, "uaf_write") == 0) {
+        uaf_write(100);
+    } else if (strcmp(c, "uaf_write_mid") == 0) {
+        uaf_write(5000);
+    } else if (strcmp(c, "uaf_write_l25") == 0) {
+        uaf_write(100000);
+    } else if (strcmp(c, "guard_overflow") == 0) { /* run with HAKMEM_GUARD=1 */
+        char *p = malloc(100000);
+        CHECK(p != NULL);
+        memset(p, 1, malloc_usable_size(p));
+        *(volatile char *)launder(p + malloc_usable_size(p)) = 1; /* SIGSEGV */
+    } else if (strcmp(c, "free_carved") == 0) {
+        free_carved();
     } else if (strcmp(c, "realloc_stack") == 0) {
         char buf[64];
         memset(buf, 0, sizeof buf);
@@ -137,6 +180,14 @@ int main(int argc, char **argv) {
         void *r = realloc(launder(p + 16), 200);
         CHECK(r == NULL);
         CHECK(malloc_usable_size(p) >= 100); /* the real block is untouched */
+        free(p);
+    } else if (strcmp(c, "realloc_interior_l25") == 0) {
+        char *p = malloc(100000);
+        CHECK(p != NULL);
+        announce(p + 4096);
+        void *r = realloc(launder(p + 4096), 200000);
+        CHECK(r == NULL);
+        CHECK(malloc_usable_size(p) >= 100000);
         free(p);
     } else if (strcmp(c, "realloc_freed") == 0) {
         char *p = malloc(100);
