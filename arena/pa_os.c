@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -121,4 +122,17 @@ void pa_msg_emit(pa_msg *m) {
     (void)r;
     errno = saved;
     m->n = 0;
+}
+
+void pa_assert_fail(const char *what, const char *file, int line) {
+    pa_msg m = {.n = 0};
+    pa_msg_str(&m, "hakmem: internal invariant failed: ");
+    pa_msg_str(&m, what);
+    pa_msg_str(&m, " (");
+    pa_msg_str(&m, file);
+    pa_msg_str(&m, ":");
+    pa_msg_u64(&m, (uint64_t)line);
+    pa_msg_str(&m, ")");
+    pa_msg_emit(&m);
+    abort();
 }

@@ -13,6 +13,20 @@
 #define PA_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define PA_INTERNAL __attribute__((visibility("hidden")))
 
+/* Internal invariants: checked when built with -DHAKMEM_DEBUG=1 (CMake
+ * option HAKMEM_DEBUG), compiled out otherwise (the condition is still
+ * type-checked).  A failure prints one line and aborts. */
+#ifndef HAKMEM_DEBUG
+#define HAKMEM_DEBUG 0
+#endif
+#define PA_ASSERT(c)                                                  \
+    do {                                                              \
+        if (HAKMEM_DEBUG && PA_UNLIKELY(!(c)))                        \
+            pa_assert_fail(#c, __FILE__, __LINE__);                   \
+    } while (0)
+__attribute__((noreturn, cold)) void pa_assert_fail(const char *what, const char *file,
+                                                    int line);
+
 /* Map `size` bytes aligned to `align` (a power of two >= 4 KiB).  Fresh
  * mappings read as zero.  NULL when the OS refuses. */
 void *pa_os_map(size_t size, size_t align);

@@ -32,7 +32,10 @@ static pm_entry *leaf_for(uintptr_t a, bool create) {
 }
 
 /* Bulk entry loops, unrolled: a large span has thousands of pages.  Each
- * entry is still written and read as one aligned word. */
+ * entry is still written and read as one aligned word, relaxed: a block's
+ * address reaches another thread only through the program's own
+ * synchronization (or the pools' atomics), which orders these stores
+ * before it; no fence is needed, and none would pair with a reader. */
 static void fill(pm_entry *e, size_t n, const pa_desc *d) {
     size_t i = 0;
     for (; i + 4 <= n; i += 4) {
@@ -43,7 +46,6 @@ static void fill(pm_entry *e, size_t n, const pa_desc *d) {
     }
     for (; i < n; i++)
         atomic_store_explicit(&e[i], d, memory_order_relaxed);
-    atomic_thread_fence(memory_order_release);
 }
 
 /* Entries e[0..n) from `expect` to `to`; the count switched before a
@@ -108,6 +110,5 @@ bool pa_pagemap_swap(void *p, size_t size, const pa_desc *expect, const pa_desc 
         }
         x = stop;
     }
-    atomic_thread_fence(memory_order_release);
     return true;
 }

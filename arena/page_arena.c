@@ -230,6 +230,36 @@ static void odd_enforce_cap(pa_victims *vic) {
     }
 }
 
+/* ---- invariants (debug builds) ---------------------------------------- */
+
+/* Every cached span and range: page-aligned, mapping to the cached
+ * descriptor; rings within capacity, 2 MiB spans 2 MiB-aligned; odd ranges
+ * sorted, disjoint, coalesced, summing to odd_bytes. */
+static void check_locked(void) {
+    if (!HAKMEM_DEBUG)
+        return;
+    for (unsigned k = 0; k < R_COUNT; k++) {
+        const pa_ring *r = &g.ring[k];
+        PA_ASSERT(r->n <= r->cap && (r->cap == 0 || r->bot < r->cap));
+        for (uint32_t i = 0; i < r->n; i++) {
+            uintptr_t a = r->v[(r->bot + i) % r->cap].addr;
+            PA_ASSERT(a && !(a & (PA_PAGE - 1)));
+            PA_ASSERT(k != R_2M || !(a & (SZ_2M - 1)));
+            PA_ASSERT(pa_pagemap_get((void *)a) == &pa_desc_cached);
+        }
+    }
+    size_t sum = 0;
+    for (uint32_t i = 0; i < g.odd_n; i++) {
+        const pa_range *e = &g.odd[i];
+        PA_ASSERT(e->len && !(e->len & (PA_PAGE - 1)) && !(e->addr & (PA_PAGE - 1)));
+        PA_ASSERT(i == 0 || g.odd[i - 1].addr + g.odd[i - 1].len < e->addr);
+        PA_ASSERT(pa_pagemap_get((void *)e->addr) == &pa_desc_cached);
+        PA_ASSERT(pa_pagemap_get((void *)(e->addr + e->len - PA_PAGE)) == &pa_desc_cached);
+        sum += e->len;
+    }
+    PA_ASSERT(sum == g.odd_bytes);
+}
+
 /* ---- decay ------------------------------------------------------------- */
 
 static void decay_locked(uint64_t now, bool force, pa_victims *vic) {
@@ -372,7 +402,7 @@ void *pa_alloc(size_t size, size_t align, const pa_desc *owner, bool *zero,
     uintptr_t a = 0;
     bool z = false;
     if (g.enabled) {
-        if (size == PA_PAGE && !(flags & PA_F_NOTLS) && pa_tls.n) {
+        if (size == PA_PAGE && align == PA_PAGE && !(flags & PA_F_NOTLS) && pa_tls.n) {
             a = pa_tls.v[--pa_tls.n];
             count_add(&tls_bytes, -(int64_t)PA_PAGE);
             count_add(&tls_hits, 1);
@@ -395,6 +425,7 @@ void *pa_alloc(size_t size, size_t align, const pa_desc *owner, bool *zero,
                 g.odd_hits++;
         }
         decay_locked(now, false, &vic);
+        check_locked();
         pa_unlock(&g.lock);
         release(&vic);
         if (a)
@@ -403,6 +434,12 @@ void *pa_alloc(size_t size, size_t align, const pa_desc *owner, bool *zero,
     if (flags & PA_F_CACHED_ONLY)
         return NULL;
     void *p = pa_os_map(size, align);
+    if (!p && g.enabled) {
+        /* Refused (address-space limit, overcommit): what the caches hold
+         * in other sizes would otherwise sit unused.  Give it back, retry. */
+        pa_purge_all();
+        p = pa_os_map(size, align);
+    }
     if (!p)
         return NULL;
     if (!pa_pagemap_set(p, size, owner)) {
@@ -433,6 +470,7 @@ void *pa_alloc_at(void *addr, size_t size, const pa_desc *owner, bool *zero) {
         g.odd_hits++;
         found = true;
     }
+    check_locked();
     pa_unlock(&g.lock);
     release(&vic);
     return found ? finish_alloc(a, size, owner, z, zero) : NULL;
@@ -475,6 +513,7 @@ static void tls_spill(void) {
             !odd_insert(pa_tls.v[i], PA_PAGE, false, now))
             vic.v[vic.n++] = (pa_victim){pa_tls.v[i], PA_PAGE};
     decay_locked(now, false, &vic);
+    check_locked();
     pa_unlock(&g.lock);
     memmove(pa_tls.v, pa_tls.v + half, (TLS_HOT - half) * sizeof pa_tls.v[0]);
     pa_tls.n -= half;
@@ -513,6 +552,7 @@ int pa_free(void *p, size_t size, unsigned flags) {
         vic.v[vic.n++] = (pa_victim){a, size}; /* room was made for it above */
     odd_enforce_cap(&vic);
     decay_locked(now, false, &vic);
+    check_locked();
     pa_unlock(&g.lock);
     release(&vic);
     return 0;
@@ -539,6 +579,7 @@ void pa_thread_flush(void) {
         }
     }
     odd_enforce_cap(&vic);
+    check_locked();
     pa_unlock(&g.lock);
     release(&vic);
 }
@@ -551,6 +592,7 @@ static void purge_pass(bool force) {
         if (force)
             g.last_decay = 0;
         decay_locked(pa_os_now_ms(), force, &vic);
+        check_locked();
         pa_unlock(&g.lock);
         unsigned n = vic.n;
         release(&vic);
@@ -571,6 +613,7 @@ void pa_decay_now(void) {
         return;
     pa_lock(&g.lock);
     g.last_decay = 0;
+    check_locked();
     pa_unlock(&g.lock);
     purge_pass(false);
 }
@@ -590,6 +633,7 @@ void pa_stats_get(pa_stats *o) {
         o->warm_bytes = ring_bytes(&g.ring[R_64K]) + ring_bytes(&g.ring[R_128K]) +
                         ring_bytes(&g.ring[R_2M]);
         o->odd_bytes = g.odd_bytes;
+        check_locked();
         pa_unlock(&g.lock);
     }
     o->hot_hits += atomic_load_explicit(&tls_hits, memory_order_relaxed);

@@ -110,12 +110,14 @@ static void report_kind(const char *fn, const void *p, pool_ptr_kind k) {
 /* ---- jemalloc route -------------------------------------------------------- */
 
 static bool jemalloc_mode(void) {
-    static int mode; /* 0 unknown, 1 pools, 2 jemalloc: read once */
-    if (PA_UNLIKELY(!mode)) {
+    static atomic_int mode; /* 0 unknown, 1 pools, 2 jemalloc: read once */
+    int m = atomic_load_explicit(&mode, memory_order_relaxed);
+    if (PA_UNLIKELY(!m)) {
         hak_options_init();
-        mode = hak_opt(OPT_MODE) == MODE_JEMALLOC ? 2 : 1;
+        m = hak_opt(OPT_MODE) == MODE_JEMALLOC ? 2 : 1;
+        atomic_store_explicit(&mode, m, memory_order_relaxed);
     }
-    return mode == 2;
+    return m == 2;
 }
 
 static unsigned make_arena(_Atomic unsigned *slot) {

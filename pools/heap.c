@@ -73,6 +73,41 @@ static void list_remove(pool_heap *h, pool_slab *s) {
     s->next = s->prev = NULL;
 }
 
+/* ---- invariants (debug builds) --------------------------------------------- */
+
+/* The owner's view of a slab: every block is handed out (used, remote frees
+ * not yet drained included), on the local free list (marked, at a block
+ * start) or not carved yet. */
+static void slab_check(const pool_slab *s) {
+    if (!HAKMEM_DEBUG || s == &pool_empty_slab)
+        return;
+    PA_ASSERT(s->hdr.kind == PA_KIND_SLAB && s->used <= s->capacity);
+    PA_ASSERT(pa_pagemap_get(s->start) == &s->hdr);
+    uint32_t n = 0;
+    for (const uintptr_t *p = s->free; p; p = pool_link_dec(s, p[0])) {
+        PA_ASSERT(pool_link_ok(s, p) && pool_block_ok(s, p));
+        PA_ASSERT(p[1] == (POOL_FREED_MARK ^ (uintptr_t)p));
+        PA_ASSERT(++n <= s->capacity);
+    }
+    size_t uncarved = (size_t)(s->end - atomic_load_explicit(&((pool_slab *)s)->bump,
+                                                              memory_order_relaxed)) /
+                      s->block_size;
+    PA_ASSERT(s->corrupt || s->used + n + uncarved == s->capacity);
+}
+
+/* The heap's list of class c: doubly linked, tail right, no full slab, not
+ * the current one, all of class c and owned by h. */
+static void list_check(const pool_heap *h, unsigned c) {
+    if (!HAKMEM_DEBUG)
+        return;
+    const pool_slab *prev = NULL;
+    for (const pool_slab *s = h->list[c]; s; prev = s, s = s->next) {
+        PA_ASSERT(s->prev == prev && s->cls == c && s->hdr.owner == h);
+        PA_ASSERT(!s->full && s != h->cur[c] && s != h->spare[c]);
+    }
+    PA_ASSERT(h->list_tail[c] == prev);
+}
+
 /* ---- slabs ---------------------------------------------------------------- */
 
 static pool_slab *slab_new(pool_heap *h, unsigned c) {
@@ -170,6 +205,7 @@ static uint32_t slab_drain_remote(pool_slab *s, bool clear_listed) {
         if (PA_UNLIKELY(!pool_link_ok(s, next) || !pool_block_ok(s, next))) {
             /* tail was written after its free: keep the list up to it, leak
              * the rest (it stays counted as used, so the slab stays too). */
+            s->corrupt = true;
             hak_misuse("free", tail, "corrupted free list");
             break;
         }
@@ -197,6 +233,7 @@ static __attribute__((noinline, cold)) void slab_corrupt_slow(pool_slab *s) {
         }
     }
     s->free = NULL;
+    s->corrupt = true;
     hak_misuse("malloc", culprit, "corrupted free list");
 }
 
@@ -229,6 +266,7 @@ static void drain_notify(pool_heap *h) {
     while (s) {
         pool_slab *next = s->notify_next; /* read before the slab is unlisted */
         uint32_t n = slab_drain_remote(s, true);
+        slab_check(s);
         if (s->used == 0 && !keep_empty(h, s))
             slab_empty(h, s);
         else if (s->full && n) {
@@ -378,6 +416,8 @@ void pool_fork_child(void) { fork_child(); }
 /* Make h->cur[c] a slab with a free block; false when memory is refused. */
 static bool refill(pool_heap *h, unsigned c) {
     pool_slab *s = h->cur[c];
+    slab_check(s);
+    list_check(h, c);
     if (s != &pool_empty_slab) {
         if (slab_drain_remote(s, false) || slab_carve(s))
             return true;
@@ -412,6 +452,7 @@ static bool refill(pool_heap *h, unsigned c) {
     }
     slab_carve(t);
     h->cur[c] = t;
+    slab_check(t);
     return true;
 }
 
@@ -430,6 +471,7 @@ void *pool_malloc_slow(size_t n) {
 }
 
 void pool_free_local_slow(pool_heap *h, pool_slab *s) {
+    slab_check(s);
     if (s->full && s->used) {
         s->full = false;
         if (s != h->cur[s->cls])

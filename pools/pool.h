@@ -31,6 +31,7 @@ typedef struct pool_slab {
     uint32_t block_size;
     uint16_t cls;
     bool full;                /* off the heap's class list */
+    bool corrupt;             /* a bad link was cut: blocks leaked (debug checks) */
     char *end;
     _Atomic(char *) bump;     /* [bump, end) uncarved; read by freeing threads */
     uint64_t div_c;           /* ceil(2^64 / block_size): divisibility test */

@@ -129,6 +129,18 @@ static void case_align(void) {
     void *a = alloc((size_t)3 << 20, M2, NULL);
     CHECK(((uintptr_t)a & (M2 - 1)) == 0);
     CHECK(st().odd_hits >= 1);
+    /* one page with an alignment: not from the per-thread hot cache unless
+     * it fits (found by fuzz_arena) */
+    void *pages[8];
+    for (int i = 0; i < 8; i++)
+        pages[i] = alloc(PA_PAGE, 0, NULL);
+    for (int i = 0; i < 8; i++)
+        CHECK(pa_free(pages[i], PA_PAGE, 0) == 0);
+    for (size_t al = (size_t)8 << 10; al <= M2; al <<= 1) {
+        void *p = alloc(PA_PAGE, al, NULL);
+        CHECK(((uintptr_t)p & (al - 1)) == 0);
+        CHECK(pa_free(p, PA_PAGE, PA_F_NOTLS) == 0);
+    }
 }
 
 static void case_subrange(void) {

@@ -1,7 +1,7 @@
 /* pool_test.h - owns the helpers shared by the pools / malloc-front tests
- * (api_conformance.c, pool_threads.c, front_routing.c): the CHECK macros,
- * the T_* allocation layer, access to hak_mallctl statistics, byte patterns
- * and small utilities.
+ * (api_conformance.c, pool_threads.c, front_routing.c, reliability.c): the
+ * CHECK macros, the T_* allocation layer, access to hak_mallctl statistics,
+ * byte patterns, self-checking (tagged) blocks and small utilities.
  *
  * The allocation layer: compiled with -DHK_INPROCESS the T_* names call the
  * inlined malloc front of hooks/hk_front.h directly (link hakmem_core; this
@@ -16,6 +16,7 @@
 #endif
 #include <dlfcn.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,6 +222,95 @@ static inline uint64_t t_rand(uint64_t *s) {
     x ^= x >> 27;
     *s = x;
     return x * 0x2545f4914f6cdd1dull;
+}
+
+/* ---- tagged blocks ----------------------------------------------------------------
+ * A block of n >= 16 bytes holds n in its first word and a pattern seeded by
+ * its address and size after that.  Blocks above 8 KiB are patterned
+ * sparsely (head, tail and one word per KiB) to keep the tests fast.
+ * block_check() dies naming `who` on a mismatch, so the address and size
+ * alone say what a block must hold (pool_threads.c, reliability.c). */
+
+#define DENSE_MAX (8 * KiB)
+#define BLOCK_MAX (64 * MiB) /* largest size block_check() accepts */
+
+static inline uint64_t block_seed(const void *p, size_t n) {
+    return (uint64_t)(uintptr_t)p * 0x100000001b3ull ^ n;
+}
+
+static inline void block_fill(void *p, size_t n) {
+    char *b = p;
+    memcpy(b, &n, sizeof n);
+    uint64_t seed = block_seed(p, n);
+    if (n <= DENSE_MAX) {
+        t_fill(b + 8, n - 8, seed);
+        return;
+    }
+    t_fill(b + 8, 2040, seed);
+    t_fill(b + n - 2048, 2048, seed + 1);
+    for (size_t off = 2048; off + 2048 + 8 <= n; off += 1024) {
+        uint64_t w = t_word(seed, off);
+        memcpy(b + off, &w, 8);
+    }
+}
+
+/* Checks the block and returns its size; dies naming `who` on a mismatch. */
+static inline size_t block_check(const void *p, const char *who) {
+    const char *b = p;
+    size_t n;
+    memcpy(&n, b, sizeof n);
+    CHECKM(n >= 16 && n <= BLOCK_MAX, "%s: block %p has a bad size word %zu", who, p, n);
+    uint64_t seed = block_seed(p, n);
+    bool ok;
+    if (n <= DENSE_MAX) {
+        ok = t_verify(b + 8, n - 8, seed) == n - 8;
+    } else {
+        ok = t_verify(b + 8, 2040, seed) == 2040 &&
+             t_verify(b + n - 2048, 2048, seed + 1) == 2048;
+        for (size_t off = 2048; ok && off + 2048 + 8 <= n; off += 1024) {
+            uint64_t w;
+            memcpy(&w, b + off, 8);
+            ok = w == t_word(seed, off);
+        }
+    }
+    CHECKM(ok, "%s: block %p (%zu bytes) was corrupted", who, p, n);
+    CHECKM(T_usable(p) >= n, "%s: block %p usable %zu < %zu", who, p, T_usable(p), n);
+    return n;
+}
+
+static inline void *block_new(size_t n) {
+    void *p = T_malloc(n);
+    CHECKM(p != NULL, "malloc(%zu)", n);
+    block_fill(p, n);
+    return p;
+}
+
+static inline void block_free(void *p, const char *who) {
+    block_check(p, who);
+    T_free(p);
+}
+
+/* Mixed sizes: 60% Tiny, 30% Mid, 10% L25 up to `top`. */
+static inline size_t pick_size(uint64_t *rs, size_t top) {
+    uint64_t r = t_rand(rs);
+    unsigned k = (unsigned)(r % 100);
+    r >>= 8;
+    if (k < 60)
+        return 16 + r % (1024 - 16 + 1);
+    if (k < 90)
+        return 1025 + r % (64 * KiB - 1024);
+    return 64 * KiB + 1 + r % (top - 64 * KiB);
+}
+
+/* Allocations and frees HAKMEM counted: the pools and the jemalloc route
+ * (all of them under HAKMEM_MODE=jemalloc). */
+static inline uint64_t pools_nmalloc(void) {
+    return t_stat("stats.tiny.nmalloc") + t_stat("stats.mid.nmalloc") +
+           t_stat("stats.l25.nmalloc") + t_stat("stats.large.nmalloc");
+}
+static inline uint64_t pools_nfree(void) {
+    return t_stat("stats.tiny.nfree") + t_stat("stats.mid.nfree") + t_stat("stats.l25.nfree") +
+           t_stat("stats.large.nfree");
 }
 
 #endif

@@ -15,6 +15,12 @@ set(HK_PT_LIB $<TARGET_FILE:hakmem>)
 # Keep the compiler from folding or eliding allocation calls in test code.
 set(HK_PT_NOBUILTIN -fno-builtin-malloc -fno-builtin-calloc -fno-builtin-realloc
                     -fno-builtin-free)
+# ... nor new/delete pairs: GCC's -fno-allocation-dce.  clang lacks the
+# flag; only the fuzz build uses clang, and it builds no C++ test.
+set(HK_PT_NO_NEW_DCE)
+if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+  set(HK_PT_NO_NEW_DCE -fno-allocation-dce)
+endif()
 
 # An in-process test program: hk_* front, hakmem_core.
 function(hk_pt_inprocess_exe name)
@@ -58,6 +64,7 @@ set_tests_properties(api.conformance.jemalloc_mode.inprocess PROPERTIES
 hk_pt_inprocess_exe(pool_threads_inprocess ${HK_PT_DIR}/pool_threads.c)
 foreach(c prodcons churn fork)
   hk_pt_inprocess_test(pool.threads.${c}.inprocess $<TARGET_FILE:pool_threads_inprocess> ${c})
+  set_tests_properties(pool.threads.${c}.inprocess PROPERTIES LABELS "inprocess;pools;threads")
 endforeach()
 
 hk_pt_inprocess_exe(front_routing_inprocess ${HK_PT_DIR}/front_routing.c)
@@ -97,7 +104,7 @@ endforeach()
 hk_pt_preload_exe(preload_driver ${HK_PT_DIR}/preload_driver.c)
 hk_pt_preload_exe(preload_misuse ${HK_PT_DIR}/preload_misuse.c)
 hk_pt_preload_exe(preload_misuse_cxx ${HK_PT_DIR}/preload_misuse_cxx.cc)
-target_compile_options(preload_misuse_cxx PRIVATE -fno-allocation-dce)
+target_compile_options(preload_misuse_cxx PRIVATE ${HK_PT_NO_NEW_DCE})
 
 # preload_driver runs the helper with LD_PRELOAD itself; the driver does not
 # run preloaded.
@@ -191,7 +198,7 @@ hk_pt_driver_test(preload.env.wellformed --env HAKMEM_PAGE_ARENA_HOT_SIZE=64
 # ---- C++: the 20 operator new / delete forms ----------------------------------------
 
 hk_pt_preload_exe(preload_cxx ${HK_PT_DIR}/preload_cxx.cc)
-target_compile_options(preload_cxx PRIVATE -fno-allocation-dce)
+target_compile_options(preload_cxx PRIVATE ${HK_PT_NO_NEW_DCE})
 hk_pt_preload_test(preload.cxx $<TARGET_FILE:preload_cxx>)
 
 # ---- real programs under LD_PRELOAD ----------------------------------------------------
