@@ -305,10 +305,10 @@ static void case_threads(void) {
     CHECK(hak_arena_create(&th_arena[0]) == 0 && hak_arena_create(&th_arena[1]) == 0);
     pthread_t t[TH_N];
     atomic_store(&th_running, TH_N);
-    for (unsigned i = 0; i < TH_N; i++) {
+    for (unsigned i = 0; i < TH_N; i++) /* every box before any thread runs */
         pthread_mutex_init(&th_box[i].lock, NULL);
+    for (unsigned i = 0; i < TH_N; i++)
         CHECK(pthread_create(&t[i], NULL, th_worker, (void *)(uintptr_t)i) == 0);
-    }
     uint64_t reads = 0;
     while (atomic_load(&th_running)) { /* statistics read while the hooks run */
         stat("stats.hooks.bytes_active");
