@@ -216,7 +216,9 @@ static size_t odd_cap_now(void) {
     return share < g.odd_cap ? share : g.odd_cap;
 }
 
-/* Evict odd ranges while over the byte cap, oldest first. */
+/* Evict odd ranges while over the byte cap, oldest first; when the oldest
+ * holds more than the excess (coalesced ranges grow large), only its tail
+ * goes, so the cache stays full up to the cap. */
 static void odd_enforce_cap(pa_victims *vic) {
     size_t cap = odd_cap_now();
     while (g.odd_bytes > cap && g.odd_n && vic->n < VICTIMS) {
@@ -224,9 +226,17 @@ static void odd_enforce_cap(pa_victims *vic) {
         for (uint32_t i = 1; i < g.odd_n; i++)
             if (g.odd[i].t < g.odd[old].t)
                 old = i;
-        vic->v[vic->n++] = (pa_victim){g.odd[old].addr, g.odd[old].len};
-        odd_remove(old);
+        pa_range *e = &g.odd[old];
+        size_t cut = (g.odd_bytes - cap + PA_PAGE - 1) & ~(PA_PAGE - 1);
         g.purged_spans++;
+        if (cut < e->len) {
+            e->len -= cut;
+            g.odd_bytes -= cut;
+            vic->v[vic->n++] = (pa_victim){e->addr + e->len, cut};
+            break;
+        }
+        vic->v[vic->n++] = (pa_victim){e->addr, e->len};
+        odd_remove(old);
     }
 }
 

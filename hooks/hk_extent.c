@@ -4,13 +4,25 @@
  * Hooks run under jemalloc's locks: nothing here calls malloc, free or
  * mallctl, and the PageArena lock they take is a leaf lock.  Ranges an arena
  * mapped before hak_arena_attach are recognised through the page map (they
- * are not ours) and forwarded to the arena's previous hooks. */
+ * are not ours) and forwarded to the arena's previous hooks.
+ *
+ * With jemalloc's opt.retain on, every alloc result gets a descriptor of its
+ * own (a "mapping"), and dalloc takes back only a whole mapping; a part of
+ * one is declined (jemalloc keeps it, purged, and hands it to destroy when
+ * the arena goes).  jemalloc assumes, with retain, that the range below an
+ * extent that does not start a mapping belongs to the same arena; giving
+ * that range to the PageArena, and from there to another arena, let jemalloc
+ * merge extents of two arenas (seen as crashes in dallocx and extents lost
+ * at destroy, tests/hooks_test.c `threads`).  With retain off (libhakmem's
+ * setting) jemalloc checks the arena itself, and every page maps to the one
+ * shared descriptor hk_je_desc. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <jemalloc/jemalloc.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "arena/pa_meta.h"
 #include "arena/page_arena.h"
 #include "hakmem.h"
 #include "hooks/hk_extent.h"
@@ -24,6 +36,25 @@ static _Atomic(extent_hooks_t *) prev_hooks[HK_ARENA_LIMIT];
 static _Atomic uint64_t n_alloc, n_dalloc, n_forward, bytes_active;
 static atomic_bool je_retain = true; /* jemalloc's opt.retain, read at install */
 
+/* One alloc result under retain: its pages map to hdr. */
+typedef struct hk_je_map {
+    pa_desc hdr;           /* kind PA_KIND_JE */
+    char *base;
+    size_t size;
+    _Atomic size_t live;   /* bytes not yet handed back */
+} hk_je_map;
+
+static hk_je_map *map_of(const pa_desc *d) {
+    return d == &hk_je_desc ? NULL : (hk_je_map *)d;
+}
+
+/* size bytes of the mapping behind d went back to the PageArena. */
+static void map_release(const pa_desc *d, size_t size) {
+    hk_je_map *m = map_of(d);
+    if (m && atomic_fetch_sub(&m->live, size) == size)
+        pa_meta_free(m, sizeof *m);
+}
+
 /* Read jemalloc's opt.retain (outside any hook: mallctl is not allowed there). */
 static void read_retain(void) {
     bool retain = true;
@@ -36,7 +67,10 @@ static void add(_Atomic uint64_t *c, int64_t d) {
     atomic_fetch_add_explicit(c, (uint64_t)d, memory_order_relaxed);
 }
 
-static bool ours(void *addr) { return pa_pagemap_get(addr) == &hk_je_desc; }
+static bool ours(void *addr) {
+    const pa_desc *d = pa_pagemap_get(addr);
+    return d && d->kind == PA_KIND_JE;
+}
 
 static extent_hooks_t *prev_for(unsigned ind) {
     if (ind >= HK_ARENA_LIMIT)
@@ -62,10 +96,26 @@ static void *hk_alloc(extent_hooks_t *h, void *new_addr, size_t size,
                       size_t alignment, bool *zero, bool *commit, unsigned ind) {
     add(&n_alloc, 1);
     bool z = false;
-    void *p = new_addr ? pa_alloc_at(new_addr, size, &hk_je_desc, &z)
-                       : pa_alloc(size, alignment, &hk_je_desc, &z, PA_F_NOTLS);
-    if (!p)
+    hk_je_map *m = NULL;
+    if (atomic_load_explicit(&je_retain, memory_order_relaxed)) {
+        m = pa_meta_alloc(sizeof *m);
+        if (!m)
+            return NULL;
+        m->hdr = (pa_desc){NULL, PA_KIND_JE};
+    }
+    const pa_desc *owner = m ? &m->hdr : &hk_je_desc;
+    void *p = new_addr ? pa_alloc_at(new_addr, size, owner, &z)
+                       : pa_alloc(size, alignment, owner, &z, PA_F_NOTLS);
+    if (!p) {
+        if (m)
+            pa_meta_free(m, sizeof *m);
         return NULL; /* jemalloc reports ENOMEM; nothing is lost */
+    }
+    if (m) {
+        m->base = p;
+        m->size = size;
+        atomic_init(&m->live, size);
+    }
     if (*zero && !z)
         memset(p, 0, size);
     else {
@@ -86,8 +136,13 @@ static bool hk_dalloc(extent_hooks_t *h, void *addr, size_t size,
         return prev && prev->dalloc ? prev->dalloc(prev, addr, size, committed, ind)
                                     : true;
     }
+    const pa_desc *d = pa_pagemap_get(addr);
+    hk_je_map *m = map_of(d);
+    if (m && (m->base != (char *)addr || m->size != size))
+        return true; /* retain: part of a mapping stays with its arena */
     if (pa_free(addr, size, PA_F_NOTLS) != 0)
         return true; /* not a range we handed out whole: jemalloc keeps it */
+    map_release(d, size);
     add(&bytes_active, -(int64_t)size);
     return false;
 }
@@ -101,8 +156,11 @@ static void hk_destroy(extent_hooks_t *h, void *addr, size_t size,
         return;
     }
     add(&n_dalloc, 1);
-    if (pa_free(addr, size, PA_F_NOTLS) == 0)
+    const pa_desc *d = pa_pagemap_get(addr);
+    if (pa_free(addr, size, PA_F_NOTLS) == 0) {
+        map_release(d, size);
         add(&bytes_active, -(int64_t)size);
+    }
 }
 
 /* Our memory is always committed; decommit is declined, so jemalloc purges

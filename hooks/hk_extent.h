@@ -7,7 +7,8 @@
 
 #include "arena/pa_pagemap.h"
 
-/* Every page a jemalloc arena holds through our hooks maps to this. */
+/* Every page a jemalloc arena holds through our hooks maps to a descriptor
+ * of kind PA_KIND_JE: this one, or with opt.retain on one per alloc result. */
 extern const pa_desc hk_je_desc;
 
 typedef struct hk_hook_stats {

@@ -305,7 +305,7 @@ static void *malloc_routed(size_t n) {
 static HK_NOINLINE void free_routed(void *p, const pa_desc *d, const char *fn);
 
 void hk_free_slow(void *p, const pa_desc *d, const char *fn) {
-    if (d == &hk_je_desc && je_direct()) {
+    if (d && d->kind == PA_KIND_JE && je_direct()) {
         hk_tl.in_je = 1;
         atomic_load_explicit(&je_plain_free, memory_order_relaxed)(p);
         hk_tl.in_je = 0;
