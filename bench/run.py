@@ -501,7 +501,7 @@ def hardening_table(summaries, workloads):
     if not ratios:
         return []
     return ["## Cost of hardening", "",
-            "hakmem (free-list links encoded and checked, free-time checks) against"
+            "hakmem (free-list links encoded with a per-slab key and range-checked) against"
             " hakmem-unhardened (the same library built with HAKMEM_HARDEN=0); a time"
             " ratio above 1 is the cost.", "",
             "| workload | hakmem ops/s | unhardened ops/s | time ratio |", "|---|---:|---:|---:|"] + \

@@ -6,7 +6,20 @@
  * of one class.  Its descriptor lives out of band (pa_meta) and is reached
  * through the page map.  The owning heap's thread allocates and frees with no
  * lock and no atomic; other threads push frees onto the slab's atomic remote
- * list and list the slab on the heap's notify stack, and the owner drains. */
+ * list and list the slab on the heap's notify stack, and the owner drains.
+ *
+ * Hardening (HAKMEM_HARDEN, on unless built with -DHAKMEM_HARDEN=0, which
+ * only the bench's cost measurement does): free-list links, local and
+ * remote, are stored XORed with the slab's secret key, and a link is
+ * range-checked before it is followed: a use-after-free write cannot steer
+ * an allocation outside its slab, and without the key cannot steer it at
+ * all.  A bad link is reported as "corrupted free list", naming the block
+ * that was written after its free.
+ *
+ * Always on (DESIGN.md §8): every free block (carved or freed) carries the
+ * freed mark in word 1, so freeing a free block is a "double free", and a
+ * free is taken only at an exact block boundary below the carve pointer
+ * ("invalid pointer"). */
 #ifndef POOL_H
 #define POOL_H
 
@@ -140,14 +153,9 @@ static inline bool pool_free_fast(void *p, const pa_desc *d) {
     pool_slab *s = (pool_slab *)d;
     pool_heap *h = pool_tl_heap;
     uintptr_t *w = p;
-#if HAKMEM_HARDEN
     if (PA_UNLIKELY(!s || s->hdr.owner != h || !pool_block_ok(s, p) ||
                     w[1] == (POOL_FREED_MARK ^ (uintptr_t)p)))
         return false;
-#else
-    if (PA_UNLIKELY(!s || s->hdr.owner != h))
-        return false;
-#endif
     w[0] = pool_link_enc(s, s->free);
     w[1] = POOL_FREED_MARK ^ (uintptr_t)p;
     s->free = p;
