@@ -15,6 +15,8 @@
 #define _GNU_SOURCE
 #endif
 #include <dlfcn.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -311,6 +313,43 @@ static inline uint64_t pools_nmalloc(void) {
 static inline uint64_t pools_nfree(void) {
     return t_stat("stats.tiny.nfree") + t_stat("stats.mid.nfree") + t_stat("stats.l25.nfree") +
            t_stat("stats.large.nfree");
+}
+
+/* ---- hand-off queue ----------------------------------------------------------------
+ * A mutex-protected FIFO of pointers that threads pass blocks through. */
+
+#define T_QCAP_MAX 256
+
+typedef struct {
+    pthread_mutex_t mu;
+    void *buf[T_QCAP_MAX];
+    size_t cap, head, tail;
+} t_queue;
+
+static inline void t_queue_init(t_queue *q, size_t cap) {
+    pthread_mutex_init(&q->mu, NULL);
+    q->cap = cap <= T_QCAP_MAX ? cap : T_QCAP_MAX;
+    q->head = q->tail = 0;
+}
+
+/* False when the queue is full. */
+static inline bool t_queue_push(t_queue *q, void *p) {
+    pthread_mutex_lock(&q->mu);
+    bool ok = q->tail - q->head < q->cap;
+    if (ok)
+        q->buf[q->tail++ % q->cap] = p;
+    pthread_mutex_unlock(&q->mu);
+    return ok;
+}
+
+/* Up to max pointers, oldest first; how many. */
+static inline size_t t_queue_pop(t_queue *q, void **out, size_t max) {
+    pthread_mutex_lock(&q->mu);
+    size_t k = 0;
+    while (k < max && q->head != q->tail)
+        out[k++] = q->buf[q->head++ % q->cap];
+    pthread_mutex_unlock(&q->mu);
+    return k;
 }
 
 #endif

@@ -24,35 +24,11 @@
 #define PC_BLOCKS 40000 /* per thread; a multiple of 4 */
 #define PC_QCAP 256
 
-typedef struct {
-    pthread_mutex_t mu;
-    void *buf[PC_QCAP];
-    size_t head, tail;
-} pc_queue;
-
-static pc_queue pc_q[PC_THREADS];
-
-static bool q_push(pc_queue *q, void *p) {
-    pthread_mutex_lock(&q->mu);
-    bool ok = q->tail - q->head < PC_QCAP;
-    if (ok)
-        q->buf[q->tail++ % PC_QCAP] = p;
-    pthread_mutex_unlock(&q->mu);
-    return ok;
-}
-
-static size_t q_pop(pc_queue *q, void **out, size_t max) {
-    pthread_mutex_lock(&q->mu);
-    size_t k = 0;
-    while (k < max && q->head != q->tail)
-        out[k++] = q->buf[q->head++ % PC_QCAP];
-    pthread_mutex_unlock(&q->mu);
-    return k;
-}
+static t_queue pc_q[PC_THREADS];
 
 static void *pc_thread(void *arg) {
     unsigned me = (unsigned)(uintptr_t)arg;
-    pc_queue *next = &pc_q[(me + 1) % PC_THREADS], *mine = &pc_q[me];
+    t_queue *next = &pc_q[(me + 1) % PC_THREADS], *mine = &pc_q[me];
     uint64_t rs = 0x9e3779b97f4a7c15ull * (me + 1);
     size_t produced = 0, received = 0;
     const size_t expected = PC_BLOCKS - PC_BLOCKS / 4; /* every 4th stays local */
@@ -81,12 +57,12 @@ static void *pc_thread(void *arg) {
             produced++;
             progress = true;
         }
-        if (pending && q_push(next, pending)) {
+        if (pending && t_queue_push(next, pending)) {
             pending = NULL;
             progress = true;
         }
         void *got[16];
-        size_t k = q_pop(mine, got, 16);
+        size_t k = t_queue_pop(mine, got, 16);
         for (size_t i = 0; i < k; i++) {
             void *p = got[i];
             size_t n = block_check(p, "prodcons consumer");
@@ -115,7 +91,7 @@ static void *pc_thread(void *arg) {
 
 static void run_prodcons(void) {
     for (unsigned i = 0; i < PC_THREADS; i++)
-        pthread_mutex_init(&pc_q[i].mu, NULL);
+        t_queue_init(&pc_q[i], PC_QCAP);
     const uint64_t alloc_start = t_pool_allocated();
     for (int round = 0; round < 3; round++) {
         uint64_t m0 = pools_nmalloc(), f0 = pools_nfree();

@@ -820,37 +820,14 @@ static void run_churn50k(void) {
 #define XT_BLOCKS 20000 /* per thread */
 #define XT_QCAP 64
 
-typedef struct {
-    pthread_mutex_t mu;
-    void *buf[XT_QCAP];
-    size_t head, tail;
-} xt_queue;
-
-static xt_queue xt_q[XT_THREADS];
+static t_queue xt_q[XT_THREADS];
 static _Atomic uint64_t xt_sent, xt_received, xt_je_blocks;
 
-static bool xt_push(xt_queue *q, void *p) {
-    pthread_mutex_lock(&q->mu);
-    bool ok = q->tail - q->head < XT_QCAP;
-    if (ok)
-        q->buf[q->tail++ % XT_QCAP] = p;
-    pthread_mutex_unlock(&q->mu);
-    return ok;
-}
-
-static size_t xt_pop(xt_queue *q, void **out, size_t max) {
-    pthread_mutex_lock(&q->mu);
-    size_t k = 0;
-    while (k < max && q->head != q->tail)
-        out[k++] = q->buf[q->head++ % XT_QCAP];
-    pthread_mutex_unlock(&q->mu);
-    return k;
-}
 
 /* Receive: check every block's pattern, then free it. */
 static size_t xt_drain(unsigned me) {
     void *got[32];
-    size_t k = xt_pop(&xt_q[me], got, 32);
+    size_t k = t_queue_pop(&xt_q[me], got, 32);
     for (size_t i = 0; i < k; i++)
         block_free(got[i], "xthread8 receiver");
     if (k)
@@ -877,7 +854,7 @@ static void *xt_thread(void *arg) {
         void *p = i % 5 == 0 ? api_alloc((int)(i / 5 % API_COUNT), n, "xthread8") : block_new(n);
         CHECK(p != NULL);
         unsigned to = (me + 1 + (unsigned)(t_rand(&rs) % (XT_THREADS - 1))) % XT_THREADS;
-        while (!xt_push(&xt_q[to], p))
+        while (!t_queue_push(&xt_q[to], p))
             if (!xt_drain(me))
                 sched_yield();
         atomic_fetch_add(&xt_sent, 1);
@@ -892,7 +869,7 @@ static void *xt_thread(void *arg) {
 
 static void run_xthread8(void) {
     for (unsigned i = 0; i < XT_THREADS; i++)
-        pthread_mutex_init(&xt_q[i].mu, NULL);
+        t_queue_init(&xt_q[i], XT_QCAP);
     const uint64_t alloc_start = t_pool_allocated();
     const uint64_t m0 = pools_nmalloc(), f0 = pools_nfree();
     double t0 = now_s();

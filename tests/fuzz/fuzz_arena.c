@@ -26,6 +26,9 @@
 
 #include "arena/page_arena.h"
 
+#define FUZZ_NAME "fuzz_arena"
+#include "fuzz_common.h"
+
 #define PAGE PA_PAGE
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
@@ -36,35 +39,7 @@
 #define NFREED 32                  /* recently freed ranges remembered */
 #define MAX_OPS 2048
 
-#define FAIL(...)                                                              \
-    do {                                                                       \
-        fprintf(stderr, "fuzz_arena: line %d: ", __LINE__);                    \
-        fprintf(stderr, __VA_ARGS__);                                          \
-        fputc('\n', stderr);                                                   \
-        __builtin_trap();                                                      \
-    } while (0)
-#define REQUIRE(c, ...)                                                        \
-    do {                                                                       \
-        if (!(c))                                                              \
-            FAIL(__VA_ARGS__);                                                 \
-    } while (0)
-
-/* ---- input ---------------------------------------------------------------- */
-
-typedef struct { const uint8_t *d; size_t n, i; } reader;
-
-static uint8_t rd8(reader *r) { return r->i < r->n ? r->d[r->i++] : 0; }
-static uint32_t rd16(reader *r) { return rd8(r) | (uint32_t)rd8(r) << 8; }
-
 /* ---- page markers ---------------------------------------------------------- */
-
-static uint64_t mix(uint64_t x) {
-    x ^= x >> 31;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 29;
-    x *= 0x94d049bb133111ebull;
-    return x ^ (x >> 32);
-}
 
 /* The marker and zero loops are the harness's hot spot: no coverage or
  * ASan instrumentation there (the spans are mmap memory ASan does not

@@ -36,6 +36,9 @@
 #include "hooks/hk_front.h"
 #include "pools/classes.h"
 
+#define FUZZ_NAME "fuzz_malloc"
+#include "fuzz_common.h"
+
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
 #define NSLOTS 256
@@ -47,38 +50,7 @@
 #define PAGE 4096
 #define MAX_OPS 2048
 
-/* ---- failure ------------------------------------------------------------ */
-
-#define FAIL(...)                                                              \
-    do {                                                                       \
-        fprintf(stderr, "fuzz_malloc: line %d: ", __LINE__);                   \
-        fprintf(stderr, __VA_ARGS__);                                          \
-        fputc('\n', stderr);                                                   \
-        __builtin_trap();                                                      \
-    } while (0)
-#define REQUIRE(c, ...)                                                        \
-    do {                                                                       \
-        if (!(c))                                                              \
-            FAIL(__VA_ARGS__);                                                 \
-    } while (0)
-
-/* ---- input -------------------------------------------------------------- */
-
-typedef struct { const uint8_t *d; size_t n, i; } reader;
-
-static uint8_t rd8(reader *r) { return r->i < r->n ? r->d[r->i++] : 0; }
-static uint32_t rd16(reader *r) { return rd8(r) | (uint32_t)rd8(r) << 8; }
-static uint32_t rd32(reader *r) { return rd16(r) | rd16(r) << 16; }
-
 /* ---- patterns ----------------------------------------------------------- */
-
-static uint64_t mix(uint64_t x) {
-    x ^= x >> 31;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 29;
-    x *= 0x94d049bb133111ebull;
-    return x ^ (x >> 32);
-}
 
 /* The pattern loops are the harness's hot spot: no coverage or ASan
  * instrumentation there (the blocks are HAKMEM's mmap memory, which ASan
