@@ -4,11 +4,11 @@
  * arena), sharing spans between jemalloc and other PageArena clients,
  * hak_mallctl conventions, statistics output, refused memory, and
  * `threads`: four threads allocating on two hooked arenas, handing blocks
- * to each other and purging, while the main thread reads statistics (run
- * with MALLOC_CONF=retain:false, libhakmem's setting: with jemalloc's
- * default retain:true this pattern crashes inside jemalloc's dallocx about
- * once in 20 runs, and destroy leaves some extents unreturned; one hooked
- * arena, or jemalloc's own hooks, do not -- an open finding).
+ * to each other and purging, while the main thread reads statistics; run
+ * under jemalloc's default retain:true and under retain:false.  (Under
+ * retain:true, hooks that took back parts of alloc results made this crash
+ * inside jemalloc's dallocx about once in 20 runs and lose extents at
+ * destroy: see hooks/hk_extent.c.)
  * Usage: hooks_test <case>; each case runs in its own process (CTest). */
 #define _GNU_SOURCE
 #include <errno.h>
