@@ -237,6 +237,16 @@ static int occupied_from(unsigned i) {
     return -1;
 }
 
+/* The occupied span at or after slot i and one of its live runs [lo, hi),
+ * chosen by the input; NULL when no span is occupied. */
+static span *pick_run(reader *r, unsigned i, size_t *lo, size_t *hi) {
+    int j = occupied_from(i);
+    if (j < 0)
+        return NULL;
+    live_run(&spans[j], rd16(r), lo, hi);
+    return &spans[j];
+}
+
 /* ---- choices ------------------------------------------------------------------ */
 
 static size_t pick_pages(reader *r) {
@@ -328,12 +338,10 @@ static void op_alloc_at(reader *r, unsigned i) {
 
 /* Free a sub-range of a live run: the front, the back, the middle, or all. */
 static void op_free_part(reader *r, unsigned i) {
-    int j = occupied_from(i);
-    if (j < 0)
-        return;
-    span *s = &spans[j];
     size_t lo, hi;
-    live_run(s, rd16(r), &lo, &hi);
+    span *s = pick_run(r, i, &lo, &hi);
+    if (!s)
+        return;
     size_t len = hi - lo, k = 1 + rd16(r) % len, at;
     switch (rd8(r) % 4) {
     case 0: at = lo; break;                /* front */
@@ -443,12 +451,10 @@ static void op_bad(reader *r) {
 
 /* pa_purge_range on live pages: they stay handed out and read as zero. */
 static void op_purge_range(reader *r, unsigned i) {
-    int j = occupied_from(i);
-    if (j < 0)
-        return;
-    span *s = &spans[j];
     size_t lo, hi;
-    live_run(s, rd16(r), &lo, &hi);
+    span *s = pick_run(r, i, &lo, &hi);
+    if (!s)
+        return;
     size_t k = 1 + rd16(r) % (hi - lo), at = lo + rd16(r) % (hi - lo - k + 1);
     char *p = s->base + at * PAGE;
     pa_purge_range(p, k * PAGE);
