@@ -197,6 +197,14 @@ static int je_free_flags(void) {
     return hk_tl.free_flags;
 }
 
+/* Blocks above 2 MiB start on a page, as mimalloc's and tcmalloc's do:
+ * jemalloc otherwise places each large block at a random cache-line offset
+ * inside an extra page, and a loop that touches such a block page by page
+ * ran 1.4x slower (large_blocks: 0.30-0.36 s against 0.19-0.26 s). */
+static size_t big_align(size_t n, size_t align) {
+    return n > L25_MAX && align < PA_PAGE ? PA_PAGE : align;
+}
+
 static void *je_alloc(size_t n, size_t align, bool zero) {
     if (n > PTRDIFF_MAX) {
         errno = ENOMEM;
@@ -209,8 +217,8 @@ static void *je_alloc(size_t n, size_t align, bool zero) {
         errno = ENOMEM;
         return NULL;
     }
-    if (align > 16)
-        flags |= MALLOCX_ALIGN(align);
+    if (align > 16 || n > L25_MAX)
+        flags |= MALLOCX_ALIGN(big_align(n, align));
     if (zero)
         flags |= MALLOCX_ZERO;
     hk_tl.in_je++;
@@ -278,7 +286,7 @@ static inline bool je_direct(void) {
 static HK_NOINLINE void *malloc_routed(size_t n);
 
 void *hk_malloc_slow(size_t n) {
-    if (je_direct()) {
+    if (je_direct() && n <= L25_MAX) {
         hk_tl.in_je = 1;
         void *p = atomic_load_explicit(&je_plain_malloc, memory_order_relaxed)(n); /* sets errno */
         hk_tl.in_je = 0;
@@ -396,6 +404,8 @@ void *hk_realloc(void *p, size_t n) {
         old = je_size(p);
         if (n && n <= PTRDIFF_MAX && to_jemalloc(n)) {
             int flags = je_flags();
+            if (n > L25_MAX)
+                flags |= MALLOCX_ALIGN(big_align(n, 0));
             hk_tl.in_je++;
             void *q = NULL;
             if (jemalloc_mode())

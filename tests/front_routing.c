@@ -85,10 +85,13 @@ static void test_routing(void) {
     free_route(p, 0);
     static const size_t big[] = {L25_MAX + 1, 3 * MiB, 20 * MiB};
     for (int k = 0; k < 3; k++) {
+        /* Above 2 MiB a block starts on a page (no cache-line offset). */
         p = expect_route(by_malloc, big[k], 16, 3);
         CHECK(hk_usable_size(p) >= big[k]);
+        CHECKM((uintptr_t)p % 4096 == 0, "malloc(%zu) = %p, not on a page", big[k], p);
         free_route(p, 3);
         p = expect_route(by_calloc, big[k], 16, 3);
+        CHECKM((uintptr_t)p % 4096 == 0, "calloc(%zu) = %p, not on a page", big[k], p);
         free_route(p, 3);
     }
     /* Alignments up to a page stay in the pools (a class that is a multiple
@@ -134,6 +137,7 @@ static void test_realloc_routes(void) {
     uint64_t lf0 = t_stat("stats.large.nfree");
     q = hk_realloc(q, 20 * MiB);
     CHECK(q != NULL && hk_usable_size(q) >= 20 * MiB && t_verify(q, 3 * MiB, 3) == 3 * MiB);
+    CHECKM((uintptr_t)q % 4096 == 0, "realloc(20 MiB) = %p, not on a page", q);
     CHECK(t_stat("stats.large.nmalloc") - lm - 1 == t_stat("stats.large.nfree") - lf0);
     CHECK(t_stat("stats.large.nmalloc") <= lm + 2);
     uint64_t lf = t_stat("stats.large.nfree"), l25 = t_stat("stats.l25.nmalloc");
