@@ -96,10 +96,11 @@ static void case_decay(void) {
     void *w = alloc(K64, 0, NULL), *odd = alloc(5 * K64, 0, NULL);
     memset(w, 1, K64);
     memset(odd, 1, 5 * K64);
+    size_t cached = st().bytes_cached; /* the untouched rest of the cold chunk */
     CHECK(pa_free(w, K64, 0) == 0);
     CHECK(pa_free(odd, 5 * K64, 0) == 0);
     CHECK(resident(w, K64) == 16);
-    CHECK(st().bytes_cached == 6 * K64);
+    CHECK(st().bytes_cached == cached + 6 * K64);
     usleep(200 * 1000);
     /* any slow-path operation runs decay; so does pa_decay_now */
     void *other = alloc(3 * PA_PAGE, 0, NULL);
@@ -218,6 +219,39 @@ static void case_mmap_refused(void) {
     CHECK(alloc(M2, M2, NULL) != NULL);
 }
 
+/* Run with HAKMEM_PAGE_ARENA_ODD_CAP_MB=1.  A cold request below 2 MiB maps
+ * one 2 MiB chunk; the rest stays cached, known zero and not resident, and
+ * serves the next requests without a map.  Dirty and zero ranges do not
+ * merge, and only dirty bytes count against the cap. */
+static void case_cold_chunk(void) {
+    const size_t pg = PA_PAGE, rest = M2 - 16 * pg;
+    uint64_t maps = st().cold_maps;
+    bool z = false;
+    char *a = alloc(5 * pg, 0, &z);
+    CHECK(z && st().cold_maps == maps + 1);
+    CHECK(st().odd_bytes == M2 - 5 * pg); /* over the 1 MiB cap, but zero */
+    CHECK(resident(a + 5 * pg, M2 - 5 * pg) == 0);
+    char *b = alloc(11 * pg, 0, &z);
+    CHECK(z && b == a + 5 * pg && st().cold_maps == maps + 1);
+    memset(a, 1, 5 * pg);
+    memset(b, 2, 11 * pg);
+    CHECK(pa_free(a, 5 * pg, 0) == 0);
+    CHECK(pa_free(b, 11 * pg, 0) == 0);
+    CHECK(st().odd_bytes == M2);
+    /* the two dirty ranges merged; the zero rest did not join them */
+    char *c = alloc(16 * pg, 0, &z);
+    CHECK(c == a && !z && c[0] == 1 && c[5 * pg] == 2);
+    char *d = alloc(rest, 0, &z);
+    CHECK(d == a + 16 * pg && z && st().cold_maps == maps + 1);
+    /* all dirty now: the cap trims the merged range to 1 MiB */
+    memset(d, 3, rest);
+    CHECK(pa_free(c, 16 * pg, 0) == 0);
+    CHECK(pa_free(d, rest, 0) == 0);
+    CHECK(st().odd_bytes == ((size_t)1 << 20));
+    CHECK(resident(a, (size_t)1 << 20) == 256);
+    CHECK(resident(a + M2 - pg, pg) == -1);
+}
+
 /* HAKMEM_PAGE_ARENA_ENABLE=0: every request goes to the OS. */
 static void case_disabled(void) {
     void *p = alloc(K64, 0, NULL);
@@ -235,7 +269,7 @@ int main(int argc, char **argv) {
         {"lifo", case_lifo}, {"capacity", case_capacity}, {"decay", case_decay},
         {"align", case_align}, {"subrange", case_subrange}, {"zero", case_zero},
         {"bad_input", case_bad_input}, {"mmap_refused", case_mmap_refused},
-        {"disabled", case_disabled},
+        {"disabled", case_disabled}, {"cold_chunk", case_cold_chunk},
     };
     CHECK(argc == 2);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
