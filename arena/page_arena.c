@@ -425,9 +425,11 @@ static void *finish_alloc(uintptr_t a, size_t size, const pa_desc *owner,
  * extent) costs one mmap per chunk instead of one mmap and one munmap per
  * extent (mid_large_mt under jemalloc + PageArena: 3,453 mmaps before). */
 static __attribute__((noinline)) void *cold_chunk_slow(size_t size, bool *zero) {
-    char *c = pa_os_map(COLD_CHUNK, PA_PAGE);
+    char *c = pa_os_map(COLD_CHUNK, g.thp ? SZ_2M : PA_PAGE);
     if (!c)
         return NULL; /* the caller maps exactly `size` instead */
+    if (g.thp)
+        pa_os_hugepage(c, COLD_CHUNK);
     if (!pa_pagemap_set(c, COLD_CHUNK, &pa_desc_cached)) {
         pa_os_unmap(c, COLD_CHUNK);
         return NULL;

@@ -252,6 +252,38 @@ static void case_cold_chunk(void) {
     CHECK(resident(a + M2 - pg, pg) == -1);
 }
 
+/* True when the mapping holding p has `flag` in its VmFlags (smaps). */
+static bool vm_flag(const void *p, const char *flag) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    CHECK(f != NULL);
+    char line[512];
+    bool inside = false, found = false;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+            inside = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+        else if (inside && strncmp(line, "VmFlags:", 8) == 0) {
+            char want[8];
+            snprintf(want, sizeof want, " %s", flag);
+            found = strstr(line, want) != NULL;
+            break;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+/* Run with HAKMEM_PAGE_ARENA_THP=1: a cold chunk is 2 MiB-aligned and
+ * advised for transparent huge pages. */
+static void case_thp_chunk(void) {
+    bool z = false;
+    char *a = alloc(3 * PA_PAGE, 0, &z);
+    CHECK(z && ((uintptr_t)a & (M2 - 1)) == 0);
+    CHECK(vm_flag(a, "hg"));
+    char *b = alloc(M2 - 3 * PA_PAGE, 0, &z);
+    CHECK(b == a + 3 * PA_PAGE && z);
+}
+
 /* HAKMEM_PAGE_ARENA_ENABLE=0: every request goes to the OS. */
 static void case_disabled(void) {
     void *p = alloc(K64, 0, NULL);
@@ -270,6 +302,7 @@ int main(int argc, char **argv) {
         {"align", case_align}, {"subrange", case_subrange}, {"zero", case_zero},
         {"bad_input", case_bad_input}, {"mmap_refused", case_mmap_refused},
         {"disabled", case_disabled}, {"cold_chunk", case_cold_chunk},
+        {"thp_chunk", case_thp_chunk},
     };
     CHECK(argc == 2);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
