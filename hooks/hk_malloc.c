@@ -155,6 +155,11 @@ static void je_choose(void) {
         if (a != UINT32_MAX)
             hk_tl.alloc_flags = MALLOCX_ARENA(a) | MALLOCX_TCACHE_NONE;
     } else {
+        /* jemalloc keeps its own metadata in arena 0 (each new thread's
+         * cache among it): that arena draws on the PageArena too. */
+        static atomic_bool arena0_attached;
+        if (!atomic_exchange(&arena0_attached, true))
+            hak_arena_attach(0);
         unsigned n = 0;
         size_t sz = sizeof n;
         if (mallctl("opt.narenas", &n, &sz, NULL, 0) != 0 || n == 0)
