@@ -22,7 +22,7 @@ const hak_option hak_options[OPT_COUNT] = {
                          "64 KiB spans in the warm tier"},
     [OPT_PA_WARM_128K] = {"page_arena.warm_128k", "HAKMEM_PAGE_ARENA_WARM_128K", 0, 1u << 20, 128, NULL,
                           "128 KiB spans in the warm tier"},
-    [OPT_PA_WARM_2M] = {"page_arena.warm_2m", "HAKMEM_PAGE_ARENA_WARM_2M", 0, 1u << 16, 64, NULL,
+    [OPT_PA_WARM_2M] = {"page_arena.warm_2m", "HAKMEM_PAGE_ARENA_WARM_2M", 0, 1u << 16, 0, NULL,
                         "2 MiB spans (2 MiB-aligned) in the warm tier"},
     [OPT_PA_DECAY_MS] = {"page_arena.decay_ms", "HAKMEM_PAGE_ARENA_DECAY_MS", 0, 3600000, 10000, NULL,
                          "a cached span idle this long is returned to the OS"},

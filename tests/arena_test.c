@@ -284,6 +284,22 @@ static void case_thp_chunk(void) {
     CHECK(b == a + 3 * PA_PAGE && z);
 }
 
+/* Run with HAKMEM_PAGE_ARENA_WARM_2M=4: spans parked in the 2 MiB ring are
+ * folded into the odd set when a request finds nothing there, so that with
+ * their neighbours they serve a larger request without a fresh mapping. */
+static void case_warm2m_fold(void) {
+    char *a = alloc(2 * M2, M2, NULL);
+    memset(a, 1, 2 * M2);
+    CHECK(pa_free(a, M2, 0) == 0); /* both halves are 2 MiB-aligned: the ring */
+    CHECK(pa_free(a + M2, M2, 0) == 0);
+    CHECK(st().warm_bytes == 2 * M2);
+    uint64_t maps = st().cold_maps;
+    bool z = true;
+    char *b = alloc(2 * M2, PA_PAGE, &z);
+    CHECK(b == a && !z && b[0] == 1 && b[2 * M2 - 1] == 1);
+    CHECK(st().cold_maps == maps && st().warm_bytes == 0);
+}
+
 /* HAKMEM_PAGE_ARENA_ENABLE=0: every request goes to the OS. */
 static void case_disabled(void) {
     void *p = alloc(K64, 0, NULL);
@@ -302,7 +318,7 @@ int main(int argc, char **argv) {
         {"align", case_align}, {"subrange", case_subrange}, {"zero", case_zero},
         {"bad_input", case_bad_input}, {"mmap_refused", case_mmap_refused},
         {"disabled", case_disabled}, {"cold_chunk", case_cold_chunk},
-        {"thp_chunk", case_thp_chunk},
+        {"thp_chunk", case_thp_chunk}, {"warm2m_fold", case_warm2m_fold},
     };
     CHECK(argc == 2);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)

@@ -208,7 +208,7 @@ static void case_mallctl(void) {
     CHECK(hak_mallctl("opt.page_arena.hot_size", &v, &sz, NULL, 0) == 0 && v == 1024);
     CHECK(hak_mallctl("opt.page_arena.warm_64k", &v, &sz, NULL, 0) == 0 && v == 256);
     CHECK(hak_mallctl("opt.page_arena.warm_128k", &v, &sz, NULL, 0) == 0 && v == 128);
-    CHECK(hak_mallctl("opt.page_arena.warm_2m", &v, &sz, NULL, 0) == 0 && v == 64);
+    CHECK(hak_mallctl("opt.page_arena.warm_2m", &v, &sz, NULL, 0) == 0 && v == 0);
     CHECK(hak_mallctl("opt.page_arena.enable", &v, &sz, NULL, 0) == 0 && v == 1);
     CHECK(hak_mallctl("opt.page_arena.decay_ms", &v, &sz, NULL, 0) == 0 && v == 10000);
     const char *must[] = {"stats.page_arena.hot.hits", "stats.page_arena.warm.hits",
