@@ -260,7 +260,10 @@ static void odd_enforce_cap(pa_victims *vic) {
         for (uint32_t i = 0; i < g.odd_n; i++)
             if (!g.odd[i].zero && (old == UINT32_MAX || g.odd[i].t < g.odd[old].t))
                 old = i;
-        pa_range *e = &g.odd[old]; /* exists: odd_dirty > 0 */
+        PA_ASSERT(old != UINT32_MAX); /* odd_dirty > 0: a dirty range exists */
+        if (old == UINT32_MAX)
+            break;
+        pa_range *e = &g.odd[old];
         size_t cut = (g.odd_dirty - cap + PA_PAGE - 1) & ~(PA_PAGE - 1);
         g.purged_spans++;
         if (cut < e->len) {
@@ -279,7 +282,8 @@ static void odd_enforce_cap(pa_victims *vic) {
 
 /* Every cached span and range: page-aligned, mapping to the cached
  * descriptor; rings within capacity, 2 MiB spans 2 MiB-aligned; odd ranges
- * sorted, disjoint, coalesced unless one is known zero and the other not, summing to odd_bytes (odd_dirty: not zero). */
+ * sorted, disjoint, coalesced unless one is known zero and the other not,
+ * summing to odd_bytes (those not known zero: odd_dirty). */
 static void check_locked(void) {
     if (!HAKMEM_DEBUG)
         return;

@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 
 #include "arena/page_arena.h"
@@ -345,6 +346,47 @@ static void case_threads(void) {
     CHECK(stat("stats.hooks.bytes_active") == active0); /* every extent came back */
 }
 
+/* Pages of [p, p+len) resident now (mincore). */
+static long resident_pages(const void *p, size_t len) {
+    unsigned char vec[64];
+    CHECK(len / 4096 <= sizeof vec);
+    CHECK(mincore((void *)p, len, vec) == 0);
+    long n = 0;
+    for (size_t i = 0; i < len / 4096; i++)
+        n += vec[i] & 1;
+    return n;
+}
+
+/* A forced purge through the hooks leaves the range reading zero.  With
+ * jemalloc's retain off (run as hooks.purge_zero.retain_off) a range of at
+ * most 64 KiB is zeroed by writing, since jemalloc forces a purge to zero a
+ * recycled extent it is about to hand out: its pages stay resident.  A
+ * larger range, or any range under retain on, goes back to the kernel. */
+static void case_purge_zero(void) {
+    extent_hooks_t *h = hak_extent_hooks();
+    unsigned ind;
+    CHECK(hak_arena_create(&ind) == 0);
+    bool retain = true;
+    size_t sz = sizeof retain;
+    CHECK(mallctl("opt.retain", &retain, &sz, NULL, 0) == 0);
+    for (size_t len = 64 << 10; len <= 128 << 10; len *= 2) {
+        bool zero = false, commit = true;
+        unsigned char *p = h->alloc(h, NULL, len, 4096, &zero, &commit, ind);
+        CHECK(p != NULL && commit);
+        memset(p, 0xAB, len);
+        CHECK(!h->purge_forced(h, p, len, 0, len, ind));
+        long want = !retain && len <= (64 << 10) ? (long)(len / 4096) : 0, got = resident_pages(p, len);
+        if (got != want)
+            fprintf(stderr, "retain %d, %zu bytes: %ld pages resident, not %ld\n", (int)retain, len,
+                    got, want);
+        CHECK(got == want);
+        for (size_t i = 0; i < len; i++)
+            CHECK(p[i] == 0);
+        CHECK(!h->dalloc(h, p, len, true, ind));
+    }
+    arena_ctl(ind, "destroy");
+}
+
 int main(int argc, char **argv) {
     CHECK(argc == 2);
     const char *c = argv[1];
@@ -357,6 +399,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(c, "json")) { case_print(1); return 0; }
     else if (!strcmp(c, "mmap_refused")) case_mmap_refused();
     else if (!strcmp(c, "threads")) case_threads();
+    else if (!strcmp(c, "purge_zero")) case_purge_zero();
     else return 2;
     printf("hooks_test %s: ok\n", c);
     return 0;
