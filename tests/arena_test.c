@@ -1,6 +1,8 @@
 /* arena_test.c - unit tests of the PageArena (arena/): LIFO reuse, capacities,
  * overflow and decay releasing memory (mincore), 2 MiB alignment, sub-range
- * return, zero tracking, the page map, bad input, and refused mmap.
+ * return, zero tracking, the page map, bad input, refused mmap, cold 2 MiB
+ * chunks (zero and dirty ranges kept apart, only dirty bytes capped), THP
+ * advice on chunks, and folding the 2 MiB ring into the odd set.
  * Usage: arena_test <case>; each case runs in its own process (CTest). */
 #define _GNU_SOURCE
 #include <errno.h>

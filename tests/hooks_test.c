@@ -2,7 +2,8 @@
  * Debian jemalloc 5.3.0 this program is linked with: arenas from
  * hak_arena_create, purge, destroy, hak_arena_attach (arena 0 and the huge
  * arena), sharing spans between jemalloc and other PageArena clients,
- * hak_mallctl conventions, statistics output, refused memory, and
+ * hak_mallctl conventions, statistics output, refused memory, forced purges
+ * reading zero (`purge_zero`, also under retain:false), and
  * `threads`: four threads allocating on two hooked arenas, handing blocks
  * to each other and purging, while the main thread reads statistics; run
  * under jemalloc's default retain:true and under retain:false.  (Under
