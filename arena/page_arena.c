@@ -148,12 +148,10 @@ static bool odd_insert(uintptr_t a, size_t len, bool zero, uint64_t now) {
         pa_range *p = &g.odd[i - 1];
         g.odd_dirty -= dirty_of(p);
         p->len += len;
-        p->zero = p->zero && zero;
         p->t = now;
         g.odd_bytes += len;
         if (next) {
             p->len += g.odd[i].len;
-            p->zero = p->zero && g.odd[i].zero;
             g.odd_bytes += g.odd[i].len;
             odd_remove(i);
         }
@@ -165,7 +163,6 @@ static bool odd_insert(uintptr_t a, size_t len, bool zero, uint64_t now) {
         g.odd_dirty -= dirty_of(n);
         n->addr = a;
         n->len += len;
-        n->zero = n->zero && zero;
         n->t = now;
         g.odd_bytes += len;
         g.odd_dirty += dirty_of(n);
@@ -448,7 +445,7 @@ static void *finish_alloc(uintptr_t a, size_t size, const pa_desc *owner,
  * many small extents (jemalloc with retain off asks for each large block's
  * extent) costs one mmap per chunk instead of one mmap and one munmap per
  * extent (mid_large_mt under jemalloc + PageArena: 3,453 mmaps before). */
-static __attribute__((noinline)) void *cold_chunk_slow(size_t size, bool *zero) {
+static __attribute__((noinline)) void *cold_chunk_slow(size_t size) {
     char *c = pa_os_map(COLD_CHUNK, g.thp ? SZ_2M : PA_PAGE);
     if (!c)
         return NULL; /* the caller maps exactly `size` instead */
@@ -467,7 +464,6 @@ static __attribute__((noinline)) void *cold_chunk_slow(size_t size, bool *zero) 
     check_locked();
     pa_unlock(&g.lock);
     release(&vic);
-    *zero = true;
     return c;
 }
 
@@ -516,8 +512,8 @@ void *pa_alloc(size_t size, size_t align, const pa_desc *owner, bool *zero,
     if (flags & PA_F_CACHED_ONLY)
         return NULL;
     if (g.enabled && size < COLD_CHUNK && align == PA_PAGE) {
-        void *c = cold_chunk_slow(size, zero);
-        if (c)
+        void *c = cold_chunk_slow(size);
+        if (c) /* fresh: known zero */
             return finish_alloc((uintptr_t)c, size, owner, true, zero);
     }
     void *p = pa_os_map(size, align);
