@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test bench bench-full asan tsan debug fuzz clean
+.PHONY: all deps build test soak bench bench-full asan tsan debug fuzz clean
 all: build
 
 deps:
@@ -13,8 +13,13 @@ build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
 
+# The quick tier: every test but the full-volume ones (label `soak`).
 test: build
-	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -LE soak
+
+# The soak tier: the reliability cases at full volume.
+soak: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -L soak
 
 bench: build
 	python3 bench/run.py --build $(BUILD)
@@ -26,7 +31,7 @@ bench-full: build
 asan: deps
 	cmake -S . -B $(BUILD)-asan -DHAKMEM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug $(CMAKE_FLAGS) >/dev/null
 	cmake --build $(BUILD)-asan -j $(JOBS)
-	cd $(BUILD)-asan && ctest --output-on-failure -j $(JOBS) -L inprocess
+	cd $(BUILD)-asan && ctest --output-on-failure -j $(JOBS) -L inprocess -LE soak
 
 # ThreadSanitizer build of the multi-threaded in-process tests (label
 # `threads`).  detect_deadlocks=0: TSan's lock-order checker fails an
@@ -36,13 +41,14 @@ tsan: deps
 	cmake -S . -B $(BUILD)-tsan -DHAKMEM_TSAN=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
 	cmake --build $(BUILD)-tsan -j $(JOBS)
 	cd $(BUILD)-tsan && TSAN_OPTIONS="halt_on_error=1 detect_deadlocks=0" \
-	    ctest --output-on-failure -j $(JOBS) -L threads
+	    ctest --output-on-failure -j $(JOBS) -L threads -LE soak
 
-# Debug build with the internal invariant checks (HAKMEM_DEBUG): every test.
+# Debug build with the internal invariant checks (HAKMEM_DEBUG): every test
+# of the quick tier.
 debug: deps
 	cmake -S . -B $(BUILD)-debug -DHAKMEM_DEBUG=ON -DCMAKE_BUILD_TYPE=Debug $(CMAKE_FLAGS) >/dev/null
 	cmake --build $(BUILD)-debug -j $(JOBS)
-	cd $(BUILD)-debug && ctest --output-on-failure -j $(JOBS)
+	cd $(BUILD)-debug && ctest --output-on-failure -j $(JOBS) -LE soak
 
 # libFuzzer (clang): smoke runs over the seed corpora, then each harness for
 # FUZZ_SECONDS seconds.

@@ -1,7 +1,8 @@
 /* pool_test.h - owns the helpers shared by the pools / malloc-front tests
  * (api_conformance.c, pool_threads.c, front_routing.c, reliability.c): the
  * CHECK macros, the T_* allocation layer, access to hak_mallctl statistics,
- * byte patterns, self-checking (tagged) blocks and small utilities.
+ * byte patterns, self-checking (tagged) blocks, small utilities and the
+ * counted fork batches of the fork tests.
  *
  * The allocation layer: compiled with -DHK_INPROCESS the T_* names call the
  * inlined malloc front of hooks/hk_front.h directly (link hakmem_core; this
@@ -16,6 +17,8 @@
 #endif
 #include <dlfcn.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <errno.h>
 #include <stdbool.h>
@@ -350,6 +353,54 @@ static inline size_t t_queue_pop(t_queue *q, void **out, size_t max) {
         out[k++] = q->buf[q->head++ % q->cap];
     pthread_mutex_unlock(&q->mu);
     return k;
+}
+
+/* ---- fork batches ------------------------------------------------------------------
+ * Counted work around a fork: the main thread opens batch k, each worker
+ * does a fixed number of operations in it and calls t_batch_live() a few
+ * operations in; t_batch_open() returns once every worker has, so the fork
+ * lands while all of them are allocating.  Workers sleep between batches
+ * (on 2 cores a spinning worker would take the child's core); the mutex is
+ * never held across a fork. */
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    unsigned epoch; /* the batch the workers may do (mu) */
+    bool stop;      /* (mu) */
+    _Atomic unsigned live;
+} t_batch;
+
+#define T_BATCH_INIT {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, false, 0}
+
+/* Worker: waits for the batch after `done`; false once t_batch_stop(). */
+static inline bool t_batch_wait(t_batch *b, unsigned done) {
+    pthread_mutex_lock(&b->mu);
+    while (b->epoch == done && !b->stop)
+        pthread_cond_wait(&b->cv, &b->mu);
+    bool go = b->epoch != done;
+    pthread_mutex_unlock(&b->mu);
+    return go;
+}
+
+static inline void t_batch_live(t_batch *b) { atomic_fetch_add(&b->live, 1); }
+
+/* Main: opens batch `epoch`, returns once `workers` workers are live in it. */
+static inline void t_batch_open(t_batch *b, unsigned epoch, unsigned workers) {
+    atomic_store(&b->live, 0);
+    pthread_mutex_lock(&b->mu);
+    b->epoch = epoch;
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+    while (atomic_load(&b->live) < workers)
+        sched_yield();
+}
+
+static inline void t_batch_stop(t_batch *b) {
+    pthread_mutex_lock(&b->mu);
+    b->stop = true;
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
 }
 
 #endif

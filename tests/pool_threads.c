@@ -3,8 +3,9 @@
  * of 16 B - 256 KiB blocks, contents checked by the freeing thread),
  * `churn` (10,000 short-lived threads, blocks freed after their thread
  * exited: abandoned-heap collection; memory and RSS stay bounded) and
- * `fork` (fork while two threads allocate; the child allocates, frees and
- * checks blocks from before the fork).
+ * `fork` (20 forks, each while two threads are in the middle of a counted
+ * batch of allocations and frees; the child allocates, frees and checks
+ * blocks from before the fork).
  *
  * Built twice like api_conformance.c (pool_test.h): -DHK_INPROCESS calls the
  * hk_* front in process; otherwise the libc names under LD_PRELOAD.
@@ -212,31 +213,37 @@ static void run_churn(void) {
 
 #define FK_FORKS 20
 #define FK_SHARED 64
+#define FK_OPS 200u      /* per worker per fork */
+#define FK_LIVE 50u      /* operations into the batch at the fork */
+#define FK_CHILD_STEPS 600
 
-static atomic_bool fk_stop;
+static t_batch fk_batch = T_BATCH_INIT;
 /* Blocks the workers publish; the child takes them over. */
 static _Atomic(void *) fk_shared[FK_SHARED];
 
 static void *fk_worker(void *arg) {
     uint64_t rs = (uint64_t)(uintptr_t)arg * 0x9e3779b97f4a7c15ull + 1;
     void *slots[64] = {0};
-    while (!atomic_load(&fk_stop)) {
-        uint64_t r = t_rand(&rs);
-        unsigned i = (unsigned)(r % 64);
-        if (slots[i]) {
-            block_free(slots[i], "fork worker");
-            slots[i] = NULL;
-        } else {
-            size_t n = (r >> 32) % 128 == 0 ? 3 * MiB : pick_size(&rs, 512 * KiB);
-            slots[i] = block_new(n);
+    for (unsigned done = 0; t_batch_wait(&fk_batch, done); done++)
+        for (unsigned op = 0; op < FK_OPS; op++) {
+            if (op == FK_LIVE)
+                t_batch_live(&fk_batch);
+            uint64_t r = t_rand(&rs);
+            unsigned i = (unsigned)(r % 64);
+            if (slots[i]) {
+                block_free(slots[i], "fork worker");
+                slots[i] = NULL;
+            } else {
+                size_t n = (r >> 32) % 256 == 0 ? 3 * MiB : pick_size(&rs, 512 * KiB);
+                slots[i] = block_new(n);
+            }
+            if (r % 16 == 0) { /* publish one */
+                void *p = block_new(pick_size(&rs, 200 * KiB));
+                void *old = atomic_exchange(&fk_shared[(r >> 8) % FK_SHARED], p);
+                if (old)
+                    block_free(old, "fork worker (shared)");
+            }
         }
-        if (r % 16 == 0) { /* publish one */
-            void *p = block_new(pick_size(&rs, 200 * KiB));
-            void *old = atomic_exchange(&fk_shared[(r >> 8) % FK_SHARED], p);
-            if (old)
-                block_free(old, "fork worker (shared)");
-        }
-    }
     for (int i = 0; i < 64; i++)
         if (slots[i])
             block_free(slots[i], "fork worker exit");
@@ -244,7 +251,7 @@ static void *fk_worker(void *arg) {
 }
 
 static void fk_child(void **pre, int npre) {
-    alarm(10); /* a deadlock in the allocator after fork ends here */
+    alarm(60); /* a deadlock in the allocator after fork ends here */
     for (int i = 0; i < npre; i++)
         block_free(pre[i], "fork child (main's pre-fork block)");
     int taken = 0;
@@ -257,7 +264,7 @@ static void fk_child(void **pre, int npre) {
     }
     uint64_t rs = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull;
     void *slots[128] = {0};
-    for (int step = 0; step < 3000; step++) {
+    for (int step = 0; step < FK_CHILD_STEPS; step++) {
         uint64_t r = t_rand(&rs);
         unsigned i = (unsigned)(r % 128);
         if (slots[i]) {
@@ -282,7 +289,7 @@ static void fk_child(void **pre, int npre) {
             block_fill(p, n);
             slots[i] = p;
         } else {
-            slots[i] = block_new(r % 50 == 0 ? 3 * MiB : pick_size(&rs, 512 * KiB));
+            slots[i] = block_new(r % 200 == 0 ? 3 * MiB : pick_size(&rs, 512 * KiB));
         }
     }
     for (int i = 0; i < 128; i++)
@@ -303,8 +310,8 @@ static void run_fork(void) {
         void *pre[NPRE];
         for (int i = 0; i < NPRE; i++)
             pre[i] = block_new(pre_sizes[i]);
-        usleep(2000 + 1000 * (useconds_t)(f % 5)); /* let the workers run */
         fflush(stdout);
+        t_batch_open(&fk_batch, (unsigned)f + 1, 2); /* fork with both workers inside it */
         pid_t pid = fork();
         CHECK(pid >= 0);
         if (pid == 0)
@@ -318,7 +325,7 @@ static void run_fork(void) {
         for (int i = 0; i < NPRE; i++) /* the parent's copies are untouched */
             block_free(pre[i], "fork parent");
     }
-    atomic_store(&fk_stop, true);
+    t_batch_stop(&fk_batch);
     for (int i = 0; i < 2; i++)
         CHECK(pthread_join(th[i], NULL) == 0);
     for (int i = 0; i < FK_SHARED; i++) {

@@ -2,9 +2,11 @@
  * and the PageArena under memory exhaustion, refused mmaps, fork, thread
  * churn and cross-thread frees (DESIGN.md §5, §6, §8):
  *
- *   exhaust   under RLIMIT_AS (run it under `ulimit -v`): every pool class,
- *             sizes routed to jemalloc, and calloc / realloc / posix_memalign
- *             / aligned_alloc, each allocated until it fails: the failure is
+ *   exhaust   under RLIMIT_AS (run it under `ulimit -v`): every pool class
+ *             and sizes routed to jemalloc, through malloc and calloc /
+ *             realloc / posix_memalign / aligned_alloc in turn (soak: each
+ *             class through malloc and one other), each allocated until it
+ *             fails: the failure is
  *             NULL with ENOMEM (posix_memalign: ENOMEM), every block obtained
  *             keeps its pattern, and after freeing them the class allocates
  *             again; single requests that cannot fit fail cleanly; the
@@ -13,19 +15,30 @@
  *             statically in process, through the dynamic symbol table under
  *             LD_PRELOAD) refuses anonymous mappings every Nth call, in
  *             bursts or at random while every class is allocated; then it
- *             recovers and every class allocates again.
- *   fork1000  1000 forks while 4 threads allocate and free (some blocks above
- *             2 MiB); each child checks pre-fork blocks, allocates, frees.
- *             (The TSan build forks 100 times and churns 10,000 threads.)
- *   churn50k  50,000 short-lived threads; blocks freed by later threads after
- *             their owner exited; RSS and pool bytes stay bounded.
+ *             recovers and every class allocates again.  Every pattern in
+ *             both tiers; soak: 6 rounds per pattern and 64 MiB blocks too.
+ *   fork1000  1000 forks while 4 threads are in the middle of a batch of
+ *             allocations and frees (some blocks above 2 MiB); each child
+ *             checks pre-fork blocks, allocates, frees.  Quick: 8
+ *             operations per worker per fork, mixed sizes up to 96 KiB and
+ *             3 MiB now and then, 8 in the child; soak: 100 up to 8 MiB, 40
+ *             in the child.  (The TSan build forks 100 times.)
+ *   churn     short-lived threads (quick 10,000; soak 50,000; TSan 2,000);
+ *             blocks freed by later threads after their owner exited; RSS
+ *             and pool bytes stay bounded.
  *   xthread8  8 threads hand blocks of every class (and some above 2 MiB) to
- *             each other; the receiver checks the pattern and frees.
+ *             each other; the receiver checks the pattern and frees (quick
+ *             5,000 blocks per thread; soak 20,000).
+ *
+ * Every case bounds its work, never its time: a count of blocks, forks or
+ * threads.  The one deadline, the fork child's deadlock guard, is 30 s for
+ * work that takes milliseconds.
  *
  * Built twice like pool_threads.c (pool_test.h): -DHK_INPROCESS calls the
  * hk_* front in process; otherwise the libc names under LD_PRELOAD.
- * Usage: reliability exhaust|mmap_fail|fork1000|churn50k|xthread8
- * (RELIABILITY_VERBOSE=1 prints every exhaust run and churn50k sample). */
+ * Usage: reliability exhaust|mmap_fail|fork1000|churn|xthread8 [--soak]
+ * (--soak: the full volume of the soak tier, `make soak`;
+ * RELIABILITY_VERBOSE=1 prints every exhaust run and churn sample). */
 #include "pool_test.h"
 
 #include <pthread.h>
@@ -42,6 +55,9 @@
  * huge arena (8 MiB and more, jemalloc's oversize_threshold). */
 static const size_t je_sizes[] = {L25_MAX + 1, 3 * MiB, 8 * MiB, 64 * MiB};
 #define N_JE (sizeof je_sizes / sizeof je_sizes[0])
+
+/* The soak tier's full volume (--soak) instead of the quick tier's. */
+static bool soak;
 
 static double now_s(void) {
     struct timespec ts;
@@ -234,7 +250,9 @@ static void *api_alloc(int api, size_t n, const char *what) {
  * amount of address space (and runs fast). */
 
 #define EX_HEADROOM (96 * MiB) /* the most a run is given */
-#define EX_HEADROOM_SMALL (40 * MiB) /* for sizes up to 8 MiB */
+#define EX_HEADROOM_SMALL (40 * MiB) /* for sizes up to 8 MiB (soak: all of them) */
+#define EX_HEADROOM_POOLS (16 * MiB) /* quick tier: pool classes */
+#define EX_HEADROOM_CROSS (soak ? EX_HEADROOM : EX_HEADROOM_SMALL)
 #define EX_DEFAULT_LIMIT ((size_t)400000 * KiB) /* when run without ulimit -v */
 
 static void **ex_v;     /* the blocks of the current run (raw mapping) */
@@ -346,7 +364,9 @@ static double ex_slowest;
 /* One run to ENOMEM from a clean start (the PageArena's caches purged, so
  * every run has the same room); it must get at least one block. */
 static ex_result ex_class(int api, size_t n, bool show) {
-    size_t room = n > 8 * MiB ? EX_HEADROOM : EX_HEADROOM_SMALL;
+    size_t room = n > 8 * MiB                ? EX_HEADROOM
+                  : soak || n > L25_MAX ? EX_HEADROOM_SMALL
+                                        : EX_HEADROOM_POOLS;
     ex_purge();
     ex_ballast_set(room);
     ex_result r = ex_run(api, n);
@@ -366,7 +386,7 @@ static ex_result ex_class(int api, size_t n, bool show) {
  * saying why) when it does not. */
 static bool ex_cross(size_t a, size_t b) {
     ex_purge();
-    ex_ballast_set(EX_HEADROOM);
+    ex_ballast_set(EX_HEADROOM_CROSS);
     size_t got_a = ex_run(API_MALLOC, a).got * a;
     uint64_t cached = t_stat("stats.page_arena.bytes_cached");
     size_t got_b = ex_run(API_MALLOC, b).got * b;
@@ -402,12 +422,17 @@ static void run_exhaust(void) {
                                 t_stat("stats.page_arena.pagemap_bytes");
     ex_huge();
     /* Every pool class (its largest size) and the jemalloc route, through
-     * malloc and through one of the other four APIs in turn. */
+     * the five APIs in turn (soak: through malloc and through one of the
+     * other four in turn). */
     for (unsigned i = 0; i < POOL_NCLASS + N_JE; i++) {
         size_t n = i < POOL_NCLASS ? pool_classes[i].size : je_sizes[i - POOL_NCLASS];
         bool show = n == 16 || n == TINY_MAX || n == MID_MAX || n >= L25_MAX;
-        ex_class(API_MALLOC, n, show);
-        ex_class(1 + (int)(i % (API_COUNT - 1)), n, show);
+        if (soak) {
+            ex_class(API_MALLOC, n, show);
+            ex_class(1 + (int)(i % (API_COUNT - 1)), n, show);
+        } else {
+            ex_class((int)(i % API_COUNT), n, show);
+        }
     }
     ex_huge();
 
@@ -419,8 +444,9 @@ static void run_exhaust(void) {
      * later cycle may reach into one more GiB (seen: 1 or 2 leaves). */
     static const size_t sample[] = {16, 1000, 1025, 8200, 65536, 65537, 300000, L25_MAX,
                                     3 * MiB};
+    const int ncycles = soak ? 4 : 3;
     uint64_t meta[4], leaves[4];
-    for (int cycle = 0; cycle < 4; cycle++) {
+    for (int cycle = 0; cycle < ncycles; cycle++) {
         for (size_t i = 0; i < sizeof sample / sizeof sample[0]; i++)
             ex_class(i % 2 ? API_CALLOC : API_MALLOC, sample[i], false);
         meta[cycle] = t_stat("stats.page_arena.meta_bytes");
@@ -429,7 +455,7 @@ static void run_exhaust(void) {
                "the start)\n", cycle, (unsigned long long)(meta[cycle] >> 10),
                (unsigned long long)(leaves[cycle] >> 10), (unsigned long long)(meta_start >> 10));
     }
-    for (int cycle = 2; cycle < 4; cycle++) {
+    for (int cycle = 2; cycle < ncycles; cycle++) {
         CHECKM(meta[cycle] <= meta[1] + 256 * KiB,
                "PageArena metadata grows per exhaust cycle: %llu KiB after cycle 1, %llu KiB "
                "after cycle %d", (unsigned long long)(meta[1] >> 10),
@@ -457,11 +483,13 @@ static void run_exhaust(void) {
 
 static void mf_purge(void) { CHECK(t_mallctl()("page_arena.purge", NULL, NULL, NULL, 0) == 0); }
 
-/* The sizes mmap_fail allocates: every class, and the jemalloc route. */
+/* The sizes mmap_fail allocates: every class, and the jemalloc route (the
+ * quick tier leaves out the 64 MiB blocks: the huge arena has 8 MiB). */
+#define MF_NJE (soak ? N_JE : N_JE - 1)
+#define MF_NSIZES (POOL_NCLASS + MF_NJE)
 static size_t mf_size(unsigned i) {
-    return i < POOL_NCLASS ? pool_classes[i].size : je_sizes[(i - POOL_NCLASS) % N_JE];
+    return i < POOL_NCLASS ? pool_classes[i].size : je_sizes[(i - POOL_NCLASS) % MF_NJE];
 }
-#define MF_NSIZES (POOL_NCLASS + N_JE)
 
 static void run_mmap_fail(void) {
     /* 1. The allocator's mmap calls come here. */
@@ -527,7 +555,7 @@ static void run_mmap_fail(void) {
         uint64_t r0 = atomic_load(&mm_refused);
         uint64_t nulls = 0, oks = 0;
         mm_set(phases[ph].mode, phases[ph].n, phases[ph].m);
-        for (int round = 0; round < 6; round++) {
+        for (int round = 0; round < (soak ? 6 : 2); round++) {
             for (unsigned i = 0; i < MF_NSIZES * 6; i++) {
                 unsigned s = (unsigned)(t_rand(&rs) % MF_SLOTS);
                 if (slot[s]) {
@@ -600,7 +628,11 @@ static void run_mmap_fail(void) {
 }
 #endif
 
-/* ---- fork1000 ------------------------------------------------------------------------- */
+/* ---- fork1000 -------------------------------------------------------------------------
+ * The work is counted, not timed: before each fork the main thread opens an
+ * epoch, each worker does a batch of FK_OPS operations in it, and the fork
+ * comes once every worker is FK_LIVE operations into its batch, so it lands
+ * while all of them are allocating and freeing. */
 
 /* TSan makes each fork of a threaded process about 100x slower: the TSan
  * build (make tsan) checks the races with 100 forks; every other build
@@ -612,34 +644,52 @@ static void run_mmap_fail(void) {
 #endif
 #define FK_WORKERS 4
 #define FK_SHARED 32
+#define FK_OPS (soak ? 100u : 8u) /* per worker per fork */
+#define FK_LIVE 2u                 /* operations into the batch at the fork */
+#define FK_TOP (soak ? 256 * KiB : 96 * KiB) /* the largest of the mixed sizes */
+#define FK_BIG_EVERY (soak ? 1u : 64u)       /* forks with 2 and 3 MiB pre-fork blocks */
 
-static atomic_bool fk_stop;
+static t_batch fk_batch = T_BATCH_INIT;
 static _Atomic(void *) fk_shared[FK_SHARED]; /* blocks the workers publish */
 static _Atomic uint64_t fk_ops;
+
+/* One operation: free a slot or fill it (mixed sizes up to FK_TOP; quick
+ * tier: 3 MiB one in 1024; soak: 8 MiB one in 256, 3 MiB two in 256); every
+ * 8th also swaps a block into the table the children free from. */
+static void fk_op(void **slots, uint64_t *rs) {
+    uint64_t r = t_rand(rs);
+    unsigned i = (unsigned)(r % 32);
+    if (slots[i]) {
+        block_free(slots[i], "fork1000 worker");
+        slots[i] = NULL;
+    } else {
+        unsigned k = (unsigned)((r >> 32) % 1024);
+        size_t n = k < 4 && soak ? 8 * MiB
+                   : k < 12 && soak ? 3 * MiB
+                   : k == 0 ? 3 * MiB
+                            : pick_size(rs, FK_TOP);
+        slots[i] = block_new(n);
+    }
+    if (r % 8 == 0) {
+        void *p = block_new(pick_size(rs, FK_TOP));
+        void *old = atomic_exchange(&fk_shared[(r >> 8) % FK_SHARED], p);
+        if (old)
+            block_free(old, "fork1000 worker (shared)");
+    }
+    atomic_fetch_add_explicit(&fk_ops, 1, memory_order_relaxed);
+}
 
 static void *fk_worker(void *arg) {
     uint64_t rs = (uint64_t)(uintptr_t)arg * 0x9e3779b97f4a7c15ull + 7;
     void *slots[32] = {0};
-    while (!atomic_load_explicit(&fk_stop, memory_order_relaxed)) {
-        uint64_t r = t_rand(&rs);
-        unsigned i = (unsigned)(r % 32);
-        if (slots[i]) {
-            block_free(slots[i], "fork1000 worker");
-            slots[i] = NULL;
-        } else {
-            unsigned k = (unsigned)((r >> 32) % 256);
-            size_t n = k == 0 ? 8 * MiB : k < 3 ? 3 * MiB : pick_size(&rs, 256 * KiB);
-            slots[i] = block_new(n);
+    for (unsigned done = 0;; done++) {
+        if (!t_batch_wait(&fk_batch, done))
+            break;
+        for (unsigned op = 0; op < FK_OPS; op++) {
+            if (op == FK_LIVE)
+                t_batch_live(&fk_batch);
+            fk_op(slots, &rs);
         }
-        if (r % 8 == 0) {
-            void *p = block_new(pick_size(&rs, 256 * KiB));
-            void *old = atomic_exchange(&fk_shared[(r >> 8) % FK_SHARED], p);
-            if (old)
-                block_free(old, "fork1000 worker (shared)");
-        }
-        /* Leave the 2 cores some time for the main thread and the child. */
-        if (atomic_fetch_add_explicit(&fk_ops, 1, memory_order_relaxed) % 16 == 0)
-            usleep(500);
     }
     for (int i = 0; i < 32; i++)
         if (slots[i])
@@ -648,7 +698,7 @@ static void *fk_worker(void *arg) {
 }
 
 static void fk_child(void **pre, int npre, unsigned f) {
-    alarm(10); /* a deadlock after fork ends here, with SIGALRM */
+    alarm(30); /* a deadlock after fork ends here, with SIGALRM */
     for (int i = 0; i < npre; i++)
         block_check(pre[i], "fork1000 child (pre-fork block)");
     for (int i = 0; i < npre; i += 2)
@@ -660,11 +710,11 @@ static void fk_child(void **pre, int npre, unsigned f) {
     }
     uint64_t rs = (uint64_t)f * 0x9e3779b97f4a7c15ull + 3;
     void *mine[16] = {0};
-    for (int step = 0; step < 40; step++) {
+    for (int step = 0; step < (soak ? 40 : 8); step++) {
         unsigned i = (unsigned)(t_rand(&rs) % 16);
         if (mine[i])
             block_free(mine[i], "fork1000 child");
-        size_t n = step == 5 && f % 8 == 0 ? 3 * MiB : pick_size(&rs, 256 * KiB);
+        size_t n = step == 5 && f % (soak ? 8 : 64) == 0 ? 3 * MiB : pick_size(&rs, FK_TOP);
         mine[i] = step % 3 ? block_new(n) : api_alloc((int)(step % API_COUNT), n, "fork1000 child");
         CHECK(mine[i] != NULL);
     }
@@ -678,29 +728,35 @@ static void run_fork1000(void) {
     pthread_t th[FK_WORKERS];
     for (int i = 0; i < FK_WORKERS; i++)
         CHECK(pthread_create(&th[i], NULL, fk_worker, (void *)(uintptr_t)(i + 1)) == 0);
+    /* Blocks made just before each fork, for the child to check and free:
+     * one of each pool, and on every 64th fork (soak: every fork) a 2 MiB
+     * span and a 3 MiB jemalloc block, whose pages the parent writes anew
+     * after each fork (copy-on-write faults: the quick tier's cost). */
     static const size_t pre_sizes[] = {16, 1000, 1025, 65536, 65537, L25_MAX, 3 * MiB};
-    enum { NPRE = sizeof pre_sizes / sizeof pre_sizes[0] };
+    enum { NPRE = sizeof pre_sizes / sizeof pre_sizes[0], NPRE_SMALL = 5 };
     double t0 = now_s();
     for (unsigned f = 0; f < FK_FORKS; f++) {
         void *pre[NPRE];
-        for (int i = 0; i < NPRE; i++)
+        const int npre = f % FK_BIG_EVERY == 0 ? NPRE : NPRE_SMALL;
+        for (int i = 0; i < npre; i++)
             pre[i] = block_new(pre_sizes[i]);
         fflush(stdout);
+        t_batch_open(&fk_batch, f + 1, FK_WORKERS); /* fork with every worker inside it */
         pid_t pid = fork();
         CHECKM(pid >= 0, "fork %u: errno %d", f, errno);
         if (pid == 0)
-            fk_child(pre, NPRE, f);
+            fk_child(pre, npre, f);
         int status = 0;
         CHECK(waitpid(pid, &status, 0) == pid);
         CHECKM(WIFEXITED(status) && WEXITSTATUS(status) == 0, "fork %u: child %s %d%s", f,
                WIFEXITED(status) ? "exited with" : "killed by signal",
                WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status),
                WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM ? " (deadlock guard)" : "");
-        for (int i = 0; i < NPRE; i++) /* the parent's copies are untouched */
+        for (int i = 0; i < npre; i++) /* the parent's copies are untouched */
             block_free(pre[i], "fork1000 parent");
     }
     double t1 = now_s();
-    atomic_store(&fk_stop, true);
+    t_batch_stop(&fk_batch);
     for (int i = 0; i < FK_WORKERS; i++)
         CHECK(pthread_join(th[i], NULL) == 0);
     for (int i = 0; i < FK_SHARED; i++) {
@@ -708,17 +764,22 @@ static void run_fork1000(void) {
         if (p)
             block_free(p, "fork1000 parent (shared)");
     }
+    const uint64_t ops = atomic_load(&fk_ops);
     printf("fork1000: %d children exited 0 in %.1f s; workers did %llu operations\n", FK_FORKS,
-           t1 - t0, (unsigned long long)atomic_load(&fk_ops));
+           t1 - t0, (unsigned long long)ops);
+    CHECKM(ops == (uint64_t)FK_FORKS * FK_WORKERS * FK_OPS,
+           "the workers did %llu operations, %llu expected", (unsigned long long)ops,
+           (unsigned long long)FK_FORKS * FK_WORKERS * FK_OPS);
 }
 
-/* ---- churn50k ------------------------------------------------------------------------- */
+/* ---- churn ------------------------------------------------------------------------- */
 
-/* The TSan build runs 10,000 threads (its per-thread cost); others 50,000. */
+/* Threads in all: the soak tier 50,000, the quick tier 10,000, the TSan
+ * build 2,000 (its per-thread cost). */
 #ifdef __SANITIZE_THREAD__
-#define CH_THREADS 10000
+#define CH_THREADS (soak ? 10000u : 2000u)
 #else
-#define CH_THREADS 50000
+#define CH_THREADS (soak ? 50000u : 10000u)
 #endif
 #define CH_BATCH 8
 #define CH_PER 6    /* blocks per thread */
@@ -742,8 +803,8 @@ static void *ch_thread(void *arg) {
         size_t n = s->id % 211 == 0 && i == 0 ? 3 * MiB : pick_size(&rs, 256 * KiB);
         b[i] = block_new(n);
     }
-    block_free(b[0], "churn50k own free");
-    block_free(b[1], "churn50k own free");
+    block_free(b[0], "churn own free");
+    block_free(b[1], "churn own free");
     /* Swap two blocks with the orphan table: free what earlier (mostly
      * exited) threads left, leave two of ours. */
     void *took[2];
@@ -756,15 +817,15 @@ static void *ch_thread(void *arg) {
     pthread_mutex_unlock(&ch_mu);
     for (int i = 0; i < 2; i++)
         if (took[i]) {
-            block_free(took[i], "churn50k orphan free");
+            block_free(took[i], "churn orphan free");
             atomic_fetch_add_explicit(&ch_adopted, 1, memory_order_relaxed);
         }
-    block_free(b[4], "churn50k own free");
+    block_free(b[4], "churn own free");
     s->hand = b[5];
     return NULL;
 }
 
-static void run_churn50k(void) {
+static void run_churn(void) {
     const uint64_t alloc_start = t_pool_allocated();
     const size_t rss_start = t_rss();
     uint64_t peak_alloc = 0;
@@ -781,7 +842,7 @@ static void run_churn50k(void) {
         for (unsigned i = 0; i < CH_BATCH; i++)
             CHECK(pthread_join(th[i], NULL) == 0);
         for (unsigned i = 0; i < CH_BATCH; i++) /* the owner has exited */
-            block_free(slot[i].hand, "churn50k main free");
+            block_free(slot[i].hand, "churn main free");
         if ((base / CH_BATCH) % 125 == 0) {
             uint64_t a = t_pool_allocated();
             size_t rss = t_rss();
@@ -790,7 +851,7 @@ static void run_churn50k(void) {
             if (rss > peak_rss)
                 peak_rss = rss;
             if (getenv("RELIABILITY_VERBOSE"))
-                printf("churn50k: %u threads: pools hold %llu KiB, rss %zu KiB\n", base,
+                printf("churn: %u threads: pools hold %llu KiB, rss %zu KiB\n", base,
                        (unsigned long long)(a >> 10), rss >> 10);
             CHECKM(a < CH_POOL_MAX, "after %u threads the pools hold %llu KiB", base,
                    (unsigned long long)(a >> 10));
@@ -804,12 +865,12 @@ static void run_churn50k(void) {
     double t1 = now_s();
     for (unsigned k = 0; k < CH_ORPHANS; k++)
         if (ch_orphan[k]) {
-            block_free(ch_orphan[k], "churn50k final free");
+            block_free(ch_orphan[k], "churn final free");
             ch_orphan[k] = NULL;
         }
     uint64_t alloc = t_pool_allocated();
     size_t rss = t_rss();
-    printf("churn50k: %d threads in %.1f s, %llu blocks freed by a later thread; pools hold "
+    printf("churn: %u threads in %.1f s, %llu blocks freed by a later thread; pools hold "
            "%llu KiB (peak sampled %llu KiB), rss %zu KiB (start %zu, peak sampled %zu)\n",
            CH_THREADS, t1 - t0, (unsigned long long)atomic_load(&ch_adopted),
            (unsigned long long)(alloc >> 10), (unsigned long long)(peak_alloc >> 10), rss >> 10,
@@ -819,14 +880,14 @@ static void run_churn50k(void) {
            "pools hold %llu KiB after every block was freed, %llu KiB at the start",
            (unsigned long long)(alloc >> 10), (unsigned long long)(alloc_start >> 10));
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
-    CHECKM(rss < 200 * MiB, "rss %zu KiB after %d threads", rss >> 10, CH_THREADS);
+    CHECKM(rss < 200 * MiB, "rss %zu KiB after %u threads", rss >> 10, CH_THREADS);
 #endif
 }
 
 /* ---- xthread8 ------------------------------------------------------------------------- */
 
 #define XT_THREADS 8
-#define XT_BLOCKS 20000 /* per thread */
+#define XT_BLOCKS (soak ? 20000u : 5000u) /* per thread */
 #define XT_QCAP 64
 
 static t_queue xt_q[XT_THREADS];
@@ -923,15 +984,17 @@ int main(int argc, char **argv) {
     t_require_hakmem();
     static const struct { const char *name; void (*fn)(void); } cases[] = {
         {"exhaust", run_exhaust},   {"mmap_fail", run_mmap_fail}, {"fork1000", run_fork1000},
-        {"churn50k", run_churn50k}, {"xthread8", run_xthread8},
+        {"churn", run_churn},       {"xthread8", run_xthread8},
     };
-    CHECKM(argc == 2, "usage: %s exhaust|mmap_fail|fork1000|churn50k|xthread8", argv[0]);
+    soak = argc == 3 && strcmp(argv[2], "--soak") == 0;
+    CHECKM(argc == 2 || soak, "usage: %s exhaust|mmap_fail|fork1000|churn|xthread8 [--soak]",
+           argv[0]);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         if (strcmp(argv[1], cases[i].name) == 0) {
             double t0 = now_s();
             cases[i].fn();
-            printf("reliability %s (%s): all checks passed in %.1f s\n", argv[1], T_VARIANT,
-                   now_s() - t0);
+            printf("reliability %s%s (%s): all checks passed in %.1f s\n", argv[1],
+                   soak ? " --soak" : "", T_VARIANT, now_s() - t0);
             return 0;
         }
     CHECKM(0, "unknown test %s", argv[1]);
