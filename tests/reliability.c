@@ -249,7 +249,7 @@ static void *api_alloc(int api, size_t n, const char *what) {
  * but a headroom of what is left before each run, so each run fills a known
  * amount of address space (and runs fast). */
 
-#define EX_HEADROOM (96 * MiB) /* the most a run is given */
+#define EX_HEADROOM (160 * MiB) /* the most a run is given: realloc to 64 MiB needs 32 + 64 and slack */
 #define EX_HEADROOM_SMALL (40 * MiB) /* for sizes up to 8 MiB (soak: all of them) */
 #define EX_HEADROOM_POOLS (16 * MiB) /* quick tier: pool classes */
 #define EX_HEADROOM_CROSS (soak ? EX_HEADROOM : EX_HEADROOM_SMALL)
