@@ -56,6 +56,7 @@
 #define HK_SPAN ((size_t)2 << 20)             /* a class takes spans of this size */
 #define HK_CLASS_MIN_CAP ((size_t)32 << 20)   /* dirty bytes a class cache may keep */
 #define HK_CLASS_ENTRIES 8192
+#define HK_CLASS_RANGES 1024 /* a class cache keeps at most this many ranges */
 #define HK_WINDOW_MAX ((size_t)1 << 40)
 #define HK_LOW_LIMIT ((uintptr_t)1 << 32)
 #define HK_LOW_FLOOR ((uintptr_t)16 << 20)
@@ -154,8 +155,15 @@ static void class_release(hk_class *c, uintptr_t p, size_t n, bool zero) {
 
 typedef struct { hk_range v[HK_VICTIMS]; unsigned n; } hk_victims;
 
-/* Under c->lock: what the cap and decay send back. */
+/* Under c->lock: what the caps and decay send back.  Besides the bytes,
+ * the number of ranges is capped: jemalloc asks for a size class plus a
+ * pad page, so best-fit carving leaves small pieces that only its
+ * neighbours' return can merge; kept, they would lengthen every search
+ * (seen with dirty_decay_ms 0 in the block-cache bench). */
 static void class_trim_locked(hk_class *c, uint64_t now, hk_victims *vic) {
+    while (c->set.n > HK_CLASS_RANGES && vic->n < HK_VICTIMS &&
+           hk_rset_pop_oldest(&c->set, false, 0, c->align, &vic->v[vic->n]))
+        vic->n++;
     size_t cap = c->active / 4 > HK_CLASS_MIN_CAP ? c->active / 4 : HK_CLASS_MIN_CAP;
     while (c->set.dirty > cap && vic->n < HK_VICTIMS) {
         size_t excess = (c->set.dirty - cap + PA_PAGE - 1) & ~(PA_PAGE - 1);
@@ -201,8 +209,15 @@ static uintptr_t class_take(hk_class *c, void *new_addr, size_t size, size_t ali
     kadd(c->kinds, ST_MISSES, 1);
     if (new_addr)
         return 0; /* growing in place: only from the cache */
+    /* A huge class takes whole 2 MiB granules.  A no-dump class carves
+     * small extents from a 2 MiB span (one madvise for many), and takes a
+     * large one exactly: a 1 MiB extent carved from 2 MiB would leave a
+     * remainder too small for the next one, and such remainders pile up
+     * untouched while every large request takes a new span. */
     size_t al = align > c->align ? align : c->align;
-    size_t span = size <= HK_SPAN ? HK_SPAN : (size + c->align - 1) & ~(c->align - 1);
+    size_t span = (c->kinds & HAK_ARENA_HUGE) ? (size + HK_SPAN - 1) & ~(HK_SPAN - 1)
+                  : size < HK_SPAN / 8         ? HK_SPAN
+                                                : size;
     bool z = false;
     void *p = pa_alloc(span, al, &c->desc, &z, PA_F_NOTLS);
     if (!p)
