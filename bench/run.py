@@ -11,7 +11,8 @@ Usage (after building; `make bench` / `make bench-full` do the same):
   --build    the CMake build directory (holds libhakmem.so and bench/).
   --full     scale 1.0 and 5 repetitions (quick mode: smaller scales, 3 reps).
   --only     workloads to run: tiny_hot random_mixed mid_large_mt vm_mixed
-             larson_like prod_cons large_blocks arenas.
+             larson_like prod_cons large_blocks arenas blockcache chase
+             (the last two: arena kinds, see kinds_report).
   --configs  configurations to run: glibc jemalloc je+pagearena hakmem-pa-off
              hakmem mimalloc tcmalloc (the arenas rows always run).
   --scale    multiply every workload scale by F (e.g. 0.1 for a smoke test).
@@ -41,7 +42,7 @@ import tempfile
 import time
 
 WORKLOADS = ["tiny_hot", "random_mixed", "mid_large_mt", "vm_mixed",
-             "larson_like", "prod_cons", "large_blocks", "arenas"]
+             "larson_like", "prod_cons", "large_blocks", "arenas", "blockcache", "chase"]
 
 # Quick-mode scales, measured on a 2-core VM (Xeon, Linux 6.18) with all
 # seven configurations: one repetition of the 8 workloads takes about 70 s,
@@ -56,6 +57,8 @@ QUICK_SCALE = {
     "prod_cons": 1.0,      # 2 M blocks: 0.2-4 s, scheduling-sensitive on 2 cores
     "large_blocks": 0.2,   # 400 blocks: 0.2 s (tcmalloc) - 7 s
     "arenas": 0.1,         # 2000 blocks: 3-7 s per row
+    "blockcache": 0.5,     # 600 k lookups: 4-8 s per row (past jemalloc's decay)
+    "chase": 1.0,          # 4 M loads over 512 MiB: 5-9 s per row with setup
 }
 # Full mode: every workload as defined (scale 1.0); 5 reps take about 25-30 min
 # (large_blocks and arenas dominate).
@@ -515,6 +518,153 @@ def hardening_table(summaries, workloads):
         rows + ["| geometric mean | | | %s |" % fmt_ratio(geomean(ratios)), ""]
 
 
+# ---- arena kinds: bench_blockcache -------------------------------------------
+# A block cache on a no-dump arena (HAK_ARENA_NODUMP on the PageArena)
+# against a folly-style standalone no-dump hook and jemalloc's own hooks,
+# under retain:false and Debian's default retain:true, each against the
+# default hooks with the same setting; and a pointer chase over 512 MiB on a
+# huge arena and a plain one.  Rows run interleaved, after the other
+# workloads.
+KINDS_WORKLOADS = ["blockcache", "chase"]
+BLOCKCACHE_ROWS = [
+    ("nodump arena on the PageArena, retain:false", "nodump_pa", RETAIN_OFF),
+    ("folly-style nodump hook, retain:false", "nodump_folly", RETAIN_OFF),
+    ("default hooks, retain:false", "default", RETAIN_OFF),
+    ("nodump arena on the PageArena, retain:true", "nodump_pa", {}),
+    ("folly-style nodump hook, retain:true", "nodump_folly", {}),
+    ("default hooks, retain:true", "default", {}),
+]
+CHASE_ROWS = [("huge arena (HAK_ARENA_HUGE)", "chase_huge", {}),
+              ("plain arena (PageArena hooks)", "chase_plain", {})]
+
+
+def kinds_live_problem(arg, f):
+    """Why a bench_blockcache RESULT does not prove its variant, or None."""
+    hooks, kinds = as_int(f, "hook_allocs"), as_int(f, "kind_arenas")
+    if arg == "nodump_pa" and (kinds != 1 or not hooks):
+        return "kind_arenas=%s hook_allocs=%s, expected 1 and > 0" % (kinds, hooks)
+    if arg == "nodump_folly" and (kinds != 0 or not hooks):
+        return "hook_allocs=%s, expected > 0 (the folly-style alloc hook)" % hooks
+    if arg == "default" and hooks != 0:
+        return "hook_allocs=%s, expected 0 with jemalloc's own hooks" % hooks
+    huge = as_int(f, "kind_huge_arenas")
+    if arg.startswith("chase") and huge != (1 if arg == "chase_huge" else 0):
+        return "kind_huge_arenas=%s" % huge
+    return None
+
+
+def perf_dtlb_note():
+    """What `perf stat -e dTLB-load-misses` says on this machine."""
+    if not shutil.which("perf"):
+        return "perf not installed"
+    try:
+        p = subprocess.run(["perf", "stat", "-x,", "-e", "dTLB-load-misses", "true"],
+                           capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError) as e:
+        return "perf failed: %s" % e
+    line = (p.stderr.strip().splitlines() or [""])[-1]
+    return "perf stat -e dTLB-load-misses: %s" % (
+        "<not supported>" if "not supported" in line else "counts" if line[:1].isdigit()
+        else (line or "no output"))
+
+
+def kinds_report(args, build, env0, timeout, scales, csv_rows):
+    """Run the arena-kinds rows; return their markdown tables."""
+    todo = [w for w in args.only if w in KINDS_WORKLOADS]
+    if not todo:
+        return []
+    binary = find_binary(build, "bench_blockcache")
+    if not binary:
+        return ["## arena kinds", "", "skipped: bench_blockcache not built", ""]
+    runs = {}
+    plan = [(w, row, rep) for w in todo for rep in range(1, args.reps + 1)
+            for row in (BLOCKCACHE_ROWS if w == "blockcache" else CHASE_ROWS)]
+    for i, (w, (name, arg, env), rep) in enumerate(plan):
+        prior = runs.get((w, name), [])
+        if any(r["status"] != "ok" for r in prior):
+            continue
+        code, out, err, ru, wall = run_child([binary, arg, "%g" % scales[w]],
+                                             dict(env0, **env), timeout)
+        f = parse_result(out) or {}
+        r = {"status": "ok", "detail": "", "minflt": ru.ru_minflt, "wall": wall,
+             "maxrss_kib": as_int(f, "rss_kib") or ru.ru_maxrss, "fields": f}
+        last_err = err.strip().splitlines()[-1] if err.strip() else ""
+        if code is None:
+            r["status"], r["detail"] = "FAILED", "timeout after %gs" % timeout
+        elif code != 0 or f.get("check") != "ok":
+            r["status"], r["detail"] = "FAILED", "exit %s, check=%s %s" % (
+                code, f.get("check"), last_err)
+        else:
+            try:
+                r["ops"], r["secs"] = int(f["ops"]), float(f["secs"])
+                r["ops_per_s"] = r["ops"] / r["secs"] if r["secs"] > 0 else float("inf")
+            except (KeyError, ValueError):
+                r["status"], r["detail"] = "FAILED", "malformed RESULT line"
+            problem = r["status"] == "ok" and kinds_live_problem(arg, f)
+            if problem:
+                r["status"], r["detail"] = "NOT LIVE", problem
+        runs.setdefault((w, name), []).append(r)
+        csv_rows.append([w, name, rep, r.get("ops", ""), "%.6f" % r["secs"] if "secs" in r else "",
+                         "%.1f" % r["ops_per_s"] if "ops_per_s" in r else "", r["minflt"],
+                         r["maxrss_kib"], ru.ru_maxrss, r["status"], r["detail"]])
+        note("[kinds %d/%d] %-10s %-45s rep %d: %s, %.2fs wall" % (
+            i + 1, len(plan), w, name, rep,
+            "%.2fs" % r["secs"] if r["status"] == "ok" else "%s (%s)" % (r["status"], r["detail"]),
+            wall))
+    md = []
+    if "blockcache" in todo:
+        for setting in ("retain:false", "retain:true"):
+            rows = [n for n, _, _ in BLOCKCACHE_ROWS if n.endswith(setting)]
+            summ = summarize(runs, rows, "blockcache")
+            add_ratios(summ, rows[2])
+            md += workload_table("blockcache, " + setting, scales["blockcache"], summ, rows, {},
+                                 rows[2])
+            pa, folly, base = (summ.get(n) for n in rows)
+            if all(s and s["status"] == "ok" for s in (pa, folly, base)):
+                vs_folly = pa["secs"] / folly["secs"]
+                if setting == "retain:false":
+                    md += ["Goals (retain:false): time %.2fx default hooks (goal <= 1.05: %s), faults"
+                           " %.2fx (goal <= 0.5: %s), time %.2fx the folly-style hook (goal <= 1: %s)."
+                           % (pa["time_ratio"], "met" if pa["time_ratio"] <= 1.05 else "NOT met",
+                              pa["faults_ratio"], "met" if pa["faults_ratio"] <= 0.5 else "NOT met",
+                              vs_folly, "met" if vs_folly <= 1.0 else "NOT met"), ""]
+                else:
+                    md += ["Under retain:true the nodump arena on the PageArena takes %.2fx the time,"
+                           " %.2fx the faults and %.2fx the peak RSS of jemalloc's own hooks, and"
+                           " %.2fx the time of the folly-style hook."
+                           % (pa["time_ratio"], pa["faults_ratio"], pa["rss_ratio"], vs_folly), ""]
+    if "chase" in todo:
+        md += ["## chase (scale %g): 512 MiB pointer chase" % scales["chase"], "",
+               "Time of the timed loop (wall and the thread's CPU time), setup (map, fault in,"
+               " link); dTLB read misses counted in-process with perf_event_open (n/a where the"
+               " kernel refuses the event; %s)." % perf_dtlb_note(), "",
+               "| arena | loads | wall (s) | CPU (s) | ns per load (CPU) | setup (s) | dTLB misses"
+               " | AnonHugePages (MiB) | minor faults | peak RSS (MiB) |",
+               "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for name, _, _ in CHASE_ROWS:
+            rs = runs.get(("chase", name), [])
+            bad = [r for r in rs if r["status"] != "ok"]
+            if not rs:
+                continue
+            if bad:
+                md.append("| %s | %s: %s | | | | | | | | |" % (name, bad[0]["status"],
+                                                             bad[0]["detail"].replace("|", "/")))
+                continue
+
+            def med(key, rs=rs):
+                vals = [float(r["fields"].get(key, "nan")) for r in rs]
+                return statistics.median(vals)
+            dtlb = med("dtlb_misses")
+            md.append("| %s | %d | %.3f | %.3f | %.0f | %.2f | %s | %.0f | %d | %.1f |" % (
+                name, int(med("ops")), med("secs"), med("cpu_secs"),
+                1e9 * med("cpu_secs") / med("ops"), med("setup_secs"),
+                "n/a" if dtlb < 0 else "%d" % dtlb, med("anon_huge_kib") / 1024,
+                statistics.median(r["minflt"] for r in rs),
+                statistics.median(r["maxrss_kib"] for r in rs) / 1024))
+        md.append("")
+    return md
+
+
 GNUPLOT_SCRIPT = """\
 set terminal svg size {width},520 dynamic background rgb 'white' font 'sans,11'
 set termoption noenhanced
@@ -633,6 +783,8 @@ def main():
     env0 = base_env()
     plan = []
     for w in args.only:
+        if w in KINDS_WORKLOADS:
+            continue  # run by kinds_report
         for rep in range(1, args.reps + 1):
             if w == "arenas":
                 if arenas_bin:
@@ -699,6 +851,8 @@ def main():
     md = machine_header(args, scales, libs)
     md.append("")
     for w in args.only:
+        if w in KINDS_WORKLOADS:
+            continue
         if w == "arenas":
             rows = [r[0] for r in ARENA_ROWS]
             summ = summarize(runs, rows, w)
@@ -721,6 +875,7 @@ def main():
                           args.only)
     if charts:
         md += ["Charts: " + ", ".join(os.path.basename(c) for c in charts), ""]
+    md += kinds_report(args, build, env0, timeout, scales, csv_rows)
     text = "\n".join(md)
     print(text, flush=True)
 
