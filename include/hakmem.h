@@ -86,8 +86,12 @@ int hak_arena_destroy(unsigned arena_ind);
 /* mallctl-style control and statistics, jemalloc conventions:
  * 0 or an errno value; ENOENT for an unknown name; EINVAL for a wrong
  * length.  Names: "stats.page_arena.*", "stats.hooks.*", "stats.tiny.*",
- * "stats.mid.*", "stats.l25.*" (uint64_t), "opt.page_arena.*" (uint64_t),
- * "page_arena.purge" (write-only trigger), "arena.create" (read: unsigned). */
+ * "stats.mid.*", "stats.l25.*", "stats.arena_kinds.{nodump,huge,range}.*"
+ * (uint64_t), "opt.page_arena.*" (uint64_t), "page_arena.purge" and
+ * "arena_kinds[.nodump|.huge].purge" (write-only triggers), "arena.create"
+ * (read: unsigned), "arena.<i>.kind" (read: unsigned HAK_ARENA_* flags),
+ * "arena.<i>.mallocx_flags" (read: int, as hak_arena_flags),
+ * "arena.<i>.window_base", "arena.<i>.window_size" (read: uint64_t). */
 int hak_mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp,
                 size_t newlen);
 
