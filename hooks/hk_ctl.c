@@ -13,7 +13,7 @@
 #include "hakmem.h"
 #include "hooks/hk_extent.h"
 #if HK_WITH_POOLS
-#include "pools/pool.h"
+#include "pools/heap.h"
 #include "hooks/hk_guard.h"
 void hk_large_stats(uint64_t *nmalloc, uint64_t *nfree);
 #endif

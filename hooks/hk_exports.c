@@ -2,12 +2,12 @@
  * malloc, free, calloc, realloc, reallocarray, posix_memalign, aligned_alloc,
  * memalign, valloc, pvalloc, malloc_usable_size, and the entry points the
  * C++ operators (hk_new.cc) use.  Each is the inlined fast path of
- * hk_front.h with one branch to a slow path. */
+ * hk_malloc.h with one branch to a slow path. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdlib.h>
 
-#include "hooks/hk_front.h"
+#include "hooks/hk_malloc.h"
 
 #define HK_EXPORT __attribute__((visibility("default")))
 

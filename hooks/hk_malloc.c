@@ -24,7 +24,7 @@
 #include "arena/options.h"
 #include "hakmem.h"
 #include "hooks/hk_extent.h"
-#include "hooks/hk_front.h"
+#include "hooks/hk_malloc.h"
 #include "hooks/hk_guard.h"
 #include "hooks/hk_large.h"
 

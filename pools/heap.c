@@ -24,7 +24,7 @@
 
 #include "arena/options.h"
 #include "arena/pa_meta.h"
-#include "pools/pool.h"
+#include "pools/heap.h"
 
 pool_slab pool_empty_slab; /* free == NULL, bump == end: always refills */
 /* The heap of a thread that has none: every class empty, owner of nothing. */

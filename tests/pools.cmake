@@ -4,7 +4,7 @@
 #
 # Two kinds of test:
 #  - in process (label `inprocess`): linked with hakmem_core, calling the
-#    hk_* front of hooks/hk_front.h.  The ASan+UBSan build runs these.
+#    hk_* front of hooks/hk_malloc.h.  The ASan+UBSan build runs these.
 #  - preload (label `preload`): plain programs run with
 #    LD_PRELOAD=libhakmem.so (absolute path, so children that change
 #    directory keep it).  Not registered in sanitizer builds: a preloaded

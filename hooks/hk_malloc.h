@@ -1,10 +1,10 @@
-/* hk_front.h - the malloc front of the combined library (slow paths defined
+/* hk_malloc.h - the malloc front of the combined library (slow paths defined
  * in hk_malloc.c): the inlined fast paths every exported allocation function
  * uses, and the slow paths they branch to. */
-#ifndef HK_FRONT_H
-#define HK_FRONT_H
+#ifndef HK_MALLOC_H
+#define HK_MALLOC_H
 
-#include "pools/pool.h"
+#include "pools/heap.h"
 
 #define HK_NOINLINE __attribute__((noinline))
 
