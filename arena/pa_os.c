@@ -1,6 +1,6 @@
-/* pa_os.c - owns every system call of the PageArena: mmap/munmap/madvise with
- * their counters, the coarse clock, the leaf lock's slow path and the
- * malloc-free stderr message writer. */
+/* pa_os.c - owns every system call of HAKMEM: mmap/munmap/madvise with
+ * their counters, mprotect, getrandom, write, the clocks, the leaf lock's
+ * slow path and the malloc-free stderr message writer. */
 #define _GNU_SOURCE
 #include "arena/pa_os.h"
 
@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -67,6 +68,40 @@ void pa_os_hugepage(void *p, size_t size) {
     madvise(p, size, MADV_HUGEPAGE);
 }
 
+bool pa_os_protect(void *p, size_t size, bool access) {
+    int saved = errno;
+    bool ok = mprotect(p, size, access ? PROT_READ | PROT_WRITE : PROT_NONE) == 0;
+    errno = saved;
+    return ok;
+}
+
+uint64_t pa_os_random(void) {
+    uint64_t v = 0;
+    int saved = errno;
+    if (getrandom(&v, sizeof v, GRND_NONBLOCK) != (ssize_t)sizeof v) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        v = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)&ts ^
+            (uint64_t)ts.tv_sec << 32;
+    }
+    errno = saved;
+    return v;
+}
+
+void pa_os_write(int fd, const char *s, size_t n) {
+    int saved = errno;
+    while (n) {
+        ssize_t r = write(fd, s, n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        s += r;
+        n -= (size_t)r;
+    }
+    errno = saved;
+}
+
 uint64_t pa_os_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
@@ -117,10 +152,7 @@ void pa_msg_ptr(pa_msg *m, const void *p) {
 
 void pa_msg_emit(pa_msg *m) {
     m->buf[m->n++] = '\n';
-    int saved = errno;
-    ssize_t r = write(2, m->buf, m->n);
-    (void)r;
-    errno = saved;
+    pa_os_write(2, m->buf, m->n);
     m->n = 0;
 }
 

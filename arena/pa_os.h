@@ -1,5 +1,7 @@
-/* pa_os.h - OS primitives of the PageArena (defined in pa_os.c): page-aligned
- * mappings, purges, the leaf lock, a malloc-free message writer, the clock. */
+/* pa_os.h - OS primitives (defined in pa_os.c), the only way HAKMEM reaches
+ * the kernel: page-aligned mappings, purges, page protection, random bits,
+ * writes to a descriptor, the leaf lock, a malloc-free message writer, the
+ * clock. */
 #ifndef PA_OS_H
 #define PA_OS_H
 
@@ -37,6 +39,17 @@ void pa_os_purge(void *p, size_t size);
 /* MADV_FREE: the kernel may reclaim lazily; contents become undefined. */
 void pa_os_purge_lazy(void *p, size_t size);
 void pa_os_hugepage(void *p, size_t size);
+/* Make whole pages readable and writable (access) or inaccessible.  False
+ * when the OS refuses (e.g. too many mappings); errno is kept. */
+bool pa_os_protect(void *p, size_t size, bool access);
+
+/* 64 random bits from the kernel, or (no entropy yet) from the clock and a
+ * stack address. */
+uint64_t pa_os_random(void);
+
+/* Write all n bytes to fd, retrying short writes; errors are dropped and
+ * errno is kept. */
+void pa_os_write(int fd, const char *s, size_t n);
 
 /* Counters, read by the statistics table. */
 extern _Atomic uint64_t pa_os_nmap, pa_os_nunmap, pa_os_nmadvise;

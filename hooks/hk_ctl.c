@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <stddef.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "arena/options.h"
 #include "arena/page_arena.h"
@@ -158,8 +157,7 @@ static void out(printer *p, pa_msg *m) {
 }
 
 static void write_stderr(void *unused, const char *s) {
-    ssize_t r = write(2, s, strlen(s));
-    (void)r;
+    pa_os_write(2, s, strlen(s));
 }
 
 static void print_row(printer *pr, bool json, bool first, const char *name, uint64_t v) {

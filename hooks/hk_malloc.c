@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "arena/options.h"
 #include "hakmem.h"
@@ -516,8 +515,7 @@ void hk_large_stats(uint64_t *nmalloc, uint64_t *nfree) {
 }
 
 static void write_stderr(void *unused, const char *s) {
-    ssize_t r = write(2, s, strlen(s));
-    (void)r;
+    pa_os_write(2, s, strlen(s));
 }
 
 __attribute__((constructor)) static void hk_ctor(void) {
