@@ -12,9 +12,9 @@
 #include "hakmem.h"
 #include "hooks/hk_extent.h"
 #if HK_WITH_POOLS
-#include "pools/heap.h"
 #include "hooks/hk_guard.h"
-void hk_large_stats(uint64_t *nmalloc, uint64_t *nfree);
+#include "hooks/hk_jemalloc.h"
+#include "pools/heap.h"
 #endif
 
 #define HK_EXPORT __attribute__((visibility("default")))
@@ -37,7 +37,7 @@ static void snapshot(hk_snapshot *s) {
     hk_hook_stats_get(&s->hooks);
 #if HK_WITH_POOLS
     pool_stats_get(s->pool);
-    hk_large_stats(&s->large_nmalloc, &s->large_nfree);
+    hk_je_stats(&s->large_nmalloc, &s->large_nfree);
     hk_guard_stats(&s->guard_nmalloc, &s->guard_nfree, &s->guard_bytes);
 #endif
 }
