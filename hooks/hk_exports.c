@@ -28,8 +28,4 @@ HK_EXPORT size_t malloc_usable_size(void *p) { return hk_usable_size(p); }
 /* For the C++ operators: NULL on failure, the caller decides what to throw. */
 void *hk_cxx_new(size_t n) { return hk_malloc(n); }
 void *hk_cxx_new_aligned(size_t n, size_t align) { return hk_memalign(align, n); }
-void hk_cxx_delete(void *p) {
-    const pa_desc *d = pa_pagemap_get(p);
-    if (PA_UNLIKELY(!pool_free_fast(p, d)))
-        hk_free_slow(p, d, "operator delete");
-}
+void hk_cxx_delete(void *p) { hk_free_as(p, "operator delete"); }
