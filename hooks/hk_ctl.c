@@ -1,6 +1,7 @@
 /* hk_ctl.c - owns introspection: the one statistics table (names, meaning,
  * where each value comes from), hak_mallctl over it and over the options
- * table, and hak_stats_print (text and JSON from the same table).
+ * table, hak_stats_print (text and JSON from the same table), and in
+ * libhakmem the HAKMEM_STATS dump at exit.
  * Built twice: with HK_WITH_POOLS for libhakmem, without for libhakmem_hooks. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -156,8 +157,9 @@ static void out(printer *p, pa_msg *m) {
     m->n = 0;
 }
 
-static void write_stderr(void *unused, const char *s) {
-    pa_os_write(2, s, strlen(s));
+/* The one writer to a descriptor: opaque points at it (NULL: stderr). */
+static void write_fd(void *opaque, const char *s) {
+    pa_os_write(opaque ? *(const int *)opaque : 2, s, strlen(s));
 }
 
 static void print_row(printer *pr, bool json, bool first, const char *name, uint64_t v) {
@@ -176,10 +178,7 @@ static void print_row(printer *pr, bool json, bool first, const char *name, uint
     out(pr, &m);
 }
 
-HK_EXPORT void hak_stats_print(void (*write_cb)(void *, const char *), void *cbopaque,
-                               const char *opts) {
-    printer pr = {write_cb ? write_cb : write_stderr, cbopaque};
-    bool json = opts && strchr(opts, 'J');
+static void print_all(printer pr, bool json) {
     pa_init();
     hk_snapshot s;
     snapshot(&s);
@@ -197,3 +196,18 @@ HK_EXPORT void hak_stats_print(void (*write_cb)(void *, const char *), void *cbo
                   stat_value(&s, &stat_table[i]));
     pr.cb(pr.opaque, json ? "\n  }\n}}\n" : "___ End hakmem statistics ___\n");
 }
+
+HK_EXPORT void hak_stats_print(void (*write_cb)(void *, const char *), void *cbopaque,
+                               const char *opts) {
+    printer pr = write_cb ? (printer){write_cb, cbopaque} : (printer){write_fd, NULL};
+    print_all(pr, opts && strchr(opts, 'J'));
+}
+
+#if HK_WITH_POOLS
+/* HAKMEM_STATS: every statistic on stderr when the program exits. */
+__attribute__((destructor)) static void stats_at_exit(void) {
+    uint64_t s = hak_opt(OPT_STATS);
+    if (s != STATS_OFF)
+        print_all((printer){write_fd, NULL}, s == STATS_JSON);
+}
+#endif

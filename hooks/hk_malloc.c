@@ -12,7 +12,6 @@
 #include <string.h>
 
 #include "arena/options.h"
-#include "hakmem.h"
 #include "hooks/hk_guard.h"
 #include "hooks/hk_jemalloc.h"
 
@@ -256,10 +255,4 @@ void *hk_pvalloc(size_t n) {
 __attribute__((constructor)) static void hk_ctor(void) {
     hak_options_init(); /* malformed HAKMEM_* values are reported now */
     pa_init();
-}
-
-__attribute__((destructor)) static void hk_dtor(void) {
-    uint64_t s = hak_opt(OPT_STATS);
-    if (s != STATS_OFF)
-        hak_stats_print(NULL, NULL, s == STATS_JSON ? "J" : "");
 }
