@@ -162,7 +162,9 @@ static void write_fd(void *opaque, const char *s) {
     pa_os_write(opaque ? *(const int *)opaque : 2, s, strlen(s));
 }
 
-static void print_row(printer *pr, bool json, bool first, const char *name, uint64_t v) {
+/* One row: the value v, or the word when there is one (a JSON string). */
+static void print_row(printer *pr, bool json, bool first, const char *name, uint64_t v,
+                      const char *word) {
     pa_msg m = {.n = 0};
     if (json) {
         pa_msg_str(&m, first ? "\n    \"" : ",\n    \"");
@@ -172,7 +174,14 @@ static void print_row(printer *pr, bool json, bool first, const char *name, uint
         pa_msg_str(&m, name);
         pa_msg_str(&m, ": ");
     }
-    pa_msg_u64(&m, v);
+    if (!word)
+        pa_msg_u64(&m, v);
+    else if (json) {
+        pa_msg_str(&m, "\"");
+        pa_msg_str(&m, word);
+        pa_msg_str(&m, "\"");
+    } else
+        pa_msg_str(&m, word);
     if (!json)
         pa_msg_str(&m, "\n");
     out(pr, &m);
@@ -185,15 +194,17 @@ static void print_all(printer pr, bool json) {
     pr.cb(pr.opaque, json ? "{\"hakmem\": {\n  \"version\": \"" HAKMEM_VERSION "\",\n  \"opt\": {"
                           : "___ Begin hakmem statistics ___\nversion: " HAKMEM_VERSION "\n");
     for (unsigned i = 0; i < OPT_COUNT; i++) {
+        const hak_option *o = &hak_options[i];
         char name[64] = "opt.";
-        strncat(name, hak_options[i].name, sizeof name - 5);
-        print_row(&pr, json, i == 0, json ? hak_options[i].name : name,
-                  hak_opt((enum hak_opt_id)i));
+        strncat(name, o->name, sizeof name - 5);
+        uint64_t v = hak_opt((enum hak_opt_id)i);
+        /* An option spelled in words prints as the word the table accepts. */
+        print_row(&pr, json, i == 0, json ? o->name : name, v, o->words ? o->words[v] : NULL);
     }
     pr.cb(pr.opaque, json ? "\n  },\n  \"stats\": {" : "");
     for (unsigned i = 0; i < N_STATS; i++)
         print_row(&pr, json, i == 0, json ? stat_table[i].name + 6 : stat_table[i].name,
-                  stat_value(&s, &stat_table[i]));
+                  stat_value(&s, &stat_table[i]), NULL);
     pr.cb(pr.opaque, json ? "\n  }\n}}\n" : "___ End hakmem statistics ___\n");
 }
 
