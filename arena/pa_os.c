@@ -1,15 +1,18 @@
 /* pa_os.c - owns every system call of HAKMEM: mmap/munmap/madvise with
- * their counters, mprotect, getrandom, write, the clocks, the leaf lock's
- * slow path and the malloc-free stderr message writer. */
+ * their counters, mprotect, getrandom, write, the kept descriptor (fcntl,
+ * fstat), the clocks, the leaf lock's slow path and the malloc-free stderr
+ * message writer. */
 #define _GNU_SOURCE
 #include "arena/pa_os.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -100,6 +103,31 @@ void pa_os_write(int fd, const char *s, size_t n) {
         n -= (size_t)r;
     }
     errno = saved;
+}
+
+pa_os_fd pa_os_fd_keep(int fd) {
+    static const int floors[] = {1000, 100, 10};
+    pa_os_fd k = {-1, 0, 0};
+    int saved = errno;
+    struct stat st;
+    if (fstat(fd, &st) == 0) {
+        /* Lower floors when RLIMIT_NOFILE is below the first (EINVAL). */
+        for (unsigned i = 0; i < sizeof floors / sizeof floors[0] && k.fd < 0; i++)
+            k.fd = fcntl(fd, F_DUPFD_CLOEXEC, floors[i]);
+        k.dev = (uint64_t)st.st_dev;
+        k.ino = (uint64_t)st.st_ino;
+    }
+    errno = saved;
+    return k;
+}
+
+bool pa_os_fd_intact(const pa_os_fd *k) {
+    int saved = errno;
+    struct stat st;
+    bool ok = k->fd >= 0 && fstat(k->fd, &st) == 0 && (uint64_t)st.st_dev == k->dev &&
+              (uint64_t)st.st_ino == k->ino;
+    errno = saved;
+    return ok;
 }
 
 uint64_t pa_os_now_ms(void) {

@@ -1,7 +1,7 @@
 /* pa_os.h - OS primitives (defined in pa_os.c), the only way HAKMEM reaches
  * the kernel: page-aligned mappings, purges, page protection, random bits,
- * writes to a descriptor, the leaf lock, a malloc-free message writer, the
- * clock. */
+ * writes to a descriptor and a kept duplicate of one, the leaf lock, a
+ * malloc-free message writer, the clock. */
 #ifndef PA_OS_H
 #define PA_OS_H
 
@@ -50,6 +50,17 @@ uint64_t pa_os_random(void);
 /* Write all n bytes to fd, retrying short writes; errors are dropped and
  * errno is kept. */
 void pa_os_write(int fd, const char *s, size_t n);
+
+/* A descriptor kept for a later write (the HAKMEM_STATS dump at exit), and
+ * the file it was opened on. */
+typedef struct { int fd; uint64_t dev, ino; } pa_os_fd;
+/* Duplicate fd close-on-exec at a high number (1000 and up where the limit
+ * allows), so the file stays reachable after the program closes fd itself.
+ * k.fd is -1 when fd is not open or no number is free. */
+pa_os_fd pa_os_fd_keep(int fd);
+/* Is k still open on the file it was kept for (not closed, and not reused
+ * by the program for another file)? */
+bool pa_os_fd_intact(const pa_os_fd *k);
 
 /* Counters, read by the statistics table. */
 extern _Atomic uint64_t pa_os_nmap, pa_os_nunmap, pa_os_nmadvise;

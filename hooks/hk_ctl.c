@@ -215,10 +215,23 @@ HK_EXPORT void hak_stats_print(void (*write_cb)(void *, const char *), void *cbo
 }
 
 #if HK_WITH_POOLS
-/* HAKMEM_STATS: every statistic on stderr when the program exits. */
+/* HAKMEM_STATS: every statistic, at exit, on the file stderr was when the
+ * library started: through a duplicate kept from then, so the dump still
+ * appears when the program closed its stderr (as ls does). */
+static pa_os_fd stats_fd = {-1, 0, 0};
+
+__attribute__((constructor)) static void stats_keep_stderr(void) {
+    hak_options_init();
+    if (hak_opt(OPT_STATS) != STATS_OFF)
+        stats_fd = pa_os_fd_keep(2);
+}
+
 __attribute__((destructor)) static void stats_at_exit(void) {
     uint64_t s = hak_opt(OPT_STATS);
-    if (s != STATS_OFF)
-        print_all((printer){write_fd, NULL}, s == STATS_JSON);
+    if (s == STATS_OFF)
+        return;
+    /* Kept and intact, or (none could be kept) stderr as it is now. */
+    int fd = pa_os_fd_intact(&stats_fd) ? stats_fd.fd : 2;
+    print_all((printer){write_fd, &fd}, s == STATS_JSON);
 }
 #endif

@@ -199,7 +199,7 @@ hk_pt_driver_test(preload.env.wellformed --env HAKMEM_PAGE_ARENA_HOT_SIZE=64
 # values as words ------------------------------------------------------------------
 
 hk_pt_preload_exe(preload_stats ${HK_PT_DIR}/preload_stats.c)
-foreach(c names names_json)
+foreach(c fclose close names names_json ls)
   add_test(NAME preload.stats.${c} COMMAND sh ${HK_PT_DIR}/preload_stats.sh ${HK_PT_LIB}
            $<TARGET_FILE:preload_stats> ${CMAKE_BINARY_DIR}/hakmem-run ${PROJECT_VERSION} ${c})
   set_tests_properties(preload.stats.${c} PROPERTIES LABELS "preload;pools" TIMEOUT 60)
