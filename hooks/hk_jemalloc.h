@@ -29,18 +29,18 @@ typedef struct hk_je_thread {
     struct hk_je_thread *next, *prev; /* the list of counted threads */
     bool linked;        /* on the list (or counted and gone) */
 } hk_je_thread;
-extern __thread hk_je_thread hk_je_tl __attribute__((tls_model("initial-exec")));
+extern PA_INTERNAL __thread hk_je_thread hk_je_tl __attribute__((tls_model("initial-exec")));
 
 /* jemalloc's own malloc and free (ours shadow them), found in its object
  * the first time a thread is bound in jemalloc mode without HAKMEM_GUARD.
  * malloc is stored last and read first. */
 typedef void *(*hk_je_malloc_fn)(size_t);
 typedef void (*hk_je_free_fn)(void *);
-extern _Atomic(hk_je_malloc_fn) hk_je_plain_malloc;
-extern _Atomic(hk_je_free_fn) hk_je_plain_free;
+extern PA_INTERNAL _Atomic(hk_je_malloc_fn) hk_je_plain_malloc;
+extern PA_INTERNAL _Atomic(hk_je_free_fn) hk_je_plain_free;
 
 /* HAKMEM_MODE, read once: 0 not yet, 1 pools, 2 jemalloc. */
-extern atomic_int hk_je_mode_state;
+extern PA_INTERNAL atomic_int hk_je_mode_state;
 bool hk_je_mode_slow(void);
 static inline bool hk_je_mode(void) {
     int m = atomic_load_explicit(&hk_je_mode_state, memory_order_relaxed);
