@@ -55,6 +55,17 @@ hkstat() {
     echo "$v"
 }
 
+# hkword NAME: the word an option spelled in words (opt.mode, opt.on_error)
+# has in a HAKMEM_STATS=1 dump in $tmp/err.
+hkword() {
+    v=$(sed -n "s/^$1: \\([a-z][a-z]*\\)\$/\\1/p" "$tmp/err" | head -n 1)
+    [ -n "$v" ] || {
+        cat "$tmp/err" >&2
+        fail "no '$1:' line with a word in the HAKMEM_STATS output"
+    }
+    echo "$v"
+}
+
 pick_python() {
     if [ -x /usr/bin/python3 ]; then
         echo /usr/bin/python3
@@ -126,12 +137,12 @@ python | python_stats | python_jemalloc)
     python_jemalloc)
         HAKMEM_MODE=jemalloc hk HAKMEM_STATS=1 "$py" "$tmp/threads.py" >"$tmp/out" ||
             fail "python3 under HAKMEM_MODE=jemalloc exited with $?"
-        mode=$(hkstat opt.mode)
+        mode=$(hkword opt.mode)
         hooks=$(hkstat stats.hooks.alloc_calls)
         large=$(hkstat stats.large.nmalloc)
         pools=$(($(hkstat stats.tiny.nmalloc) + $(hkstat stats.mid.nmalloc) + $(hkstat stats.l25.nmalloc)))
         echo "opt.mode=$mode stats.hooks.alloc_calls=$hooks stats.large.nmalloc=$large pools.nmalloc=$pools"
-        [ "$mode" -eq 1 ] || fail "opt.mode is $mode, expected 1 (jemalloc)"
+        [ "$mode" = jemalloc ] || fail "opt.mode is $mode, expected jemalloc"
         [ "$hooks" -gt 0 ] || fail "stats.hooks.alloc_calls is 0: no extent came from the PageArena"
         [ "$large" -gt 10000 ] || fail "stats.large.nmalloc is $large: allocations did not go to jemalloc"
         # Every size goes to the hooked arenas (only a malloc made from inside

@@ -1,4 +1,4 @@
-/* pool.h - the pools' shared engine (defined in heap.c): slab descriptors,
+/* heap.h - the pools' shared engine (defined in heap.c): slab descriptors,
  * per-thread heaps, and the inlined malloc/free fast paths of the Tiny, Mid
  * and L25 pools.  Run sources are in tiny.c, mid.c and l25.c.
  *
@@ -20,8 +20,8 @@
  * freed mark in word 1, so freeing a free block is a "double free", and a
  * free is taken only at an exact block boundary below the carve pointer
  * ("invalid pointer"). */
-#ifndef POOL_H
-#define POOL_H
+#ifndef POOL_HEAP_H
+#define POOL_HEAP_H
 
 #include "arena/page_arena.h"
 #include "pools/classes.h"
