@@ -3,8 +3,8 @@
  * 2 MiB or for alignments the pools cannot serve), HAKMEM_MODE=jemalloc
  * (every size to hooked arenas, each thread bound to one), free and
  * realloc owner lookup through the page map, the bad-input policy
- * (DESIGN.md §8), guarded blocks when HAKMEM_GUARD=1 (hk_guard.c), thread
- * exit, and HAKMEM_STATS at exit.
+ * (docs/DESIGN.md, Bad input), guarded blocks when HAKMEM_GUARD=1
+ * (hk_guard.c), thread exit, and HAKMEM_STATS at exit.
  *
  * jemalloc is reached through mallocx/dallocx/rallocx/sallocx/xallocx/mallctl,
  * and in jemalloc mode, once the thread is bound to a hooked arena, through
