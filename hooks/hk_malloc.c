@@ -3,8 +3,8 @@
  * HAKMEM_GUARD=1 (hk_guard.c), the jemalloc route above 2 MiB, for
  * alignments the pools cannot serve and in HAKMEM_MODE=jemalloc
  * (hk_jemalloc.c)); the owner of a pointer, found once by free, realloc and
- * malloc_usable_size; the bad-input policy (options.h, hak_misuse); and the
- * front's start-up. */
+ * malloc_usable_size; the bad-input policy (options.h, hak_misuse; docs/DESIGN.md,
+ * Bad input); and the front's start-up. */
 #define _GNU_SOURCE
 #include "hooks/hk_malloc.h"
 

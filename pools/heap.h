@@ -16,10 +16,10 @@
  * all.  A bad link is reported as "corrupted free list", naming the block
  * that was written after its free.
  *
- * Always on (DESIGN.md §8): every free block (carved or freed) carries the
- * freed mark in word 1, so freeing a free block is a "double free", and a
- * free is taken only at an exact block boundary below the carve pointer
- * ("invalid pointer"). */
+ * Always on (docs/DESIGN.md, Bad input): every free block (carved or freed)
+ * carries the freed mark in word 1, so freeing a free block is a "double
+ * free", and a free is taken only at an exact block boundary below the carve
+ * pointer ("invalid pointer"). */
 #ifndef POOL_HEAP_H
 #define POOL_HEAP_H
 

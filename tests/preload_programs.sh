@@ -1,10 +1,11 @@
 #!/bin/sh
 # preload_programs.sh - owns the LD_PRELOAD runs of real programs
-# (DESIGN.md §1, §10): python3 with threads, sort on ~50 MB, sqlite3 with
-# 100k rows, gcc and g++ compiling generated sources, git init/commit/log/gc,
-# and HAKMEM_STATS / HAKMEM_MODE=jemalloc runs of the python case.  Each case
-# checks the program's output (against a run without HAKMEM where that is
-# the clearest reference) and that HAKMEM printed nothing on stderr.
+# (docs/DESIGN.md: What HAKMEM is, Tests): python3 with threads, sort on
+# ~50 MB, sqlite3 with 100k rows, gcc and g++ compiling generated sources, git
+# init/commit/log/gc, and HAKMEM_STATS / HAKMEM_MODE=jemalloc runs of the
+# python case.  Each case checks the program's output (against a run without
+# HAKMEM where that is the clearest reference) and that HAKMEM printed nothing
+# on stderr.
 #
 # Usage: preload_programs.sh /abs/path/libhakmem.so CASE
 #   CASE: python python_stats python_jemalloc sort sqlite gcc gxx git

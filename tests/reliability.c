@@ -1,6 +1,7 @@
 /* reliability.c - owns the reliability tests of the malloc front, the pools
  * and the PageArena under memory exhaustion, refused mmaps, fork, thread
- * churn and cross-thread frees (DESIGN.md §5, §6, §8):
+ * churn and cross-thread frees (docs/DESIGN.md: The pools, Fork and thread
+ * exit, Bad input):
  *
  *   exhaust   under RLIMIT_AS (run it under `ulimit -v`): every pool class
  *             and sizes routed to jemalloc, through malloc and calloc /

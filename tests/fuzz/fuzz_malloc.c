@@ -148,8 +148,8 @@ static size_t live_bytes;
 static uint64_t alloc_counter;
 
 /* Freed pointers are remembered for one operation only: the immediate
- * double free (DESIGN.md: detected while the slab is alive, or once its
- * pages are back in the PageArena). */
+ * double free (docs/DESIGN.md, Bad input: detected while the slab is alive,
+ * or once its pages are back in the PageArena). */
 static void *just_freed;
 
 static size_t usable_of(const void *p) { return hk_usable_size(p); }
