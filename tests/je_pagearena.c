@@ -395,14 +395,15 @@ static void case_alloc_calls(void) {
     /* without retain, one extent per large block (a few may come from
      * jemalloc's own dirty cache) */
     CHECK(calls1 >= calls + B_BLOCKS * 3 / 4);
+    /* freed and purged, the extents go back to the PageArena (jemalloc
+     * merges neighbours first: fewer calls than blocks; its decay may hand
+     * some back while they are freed) ... */
+    uint64_t dalloc = hstat("stats.hooks.dalloc_calls");
+    uint64_t active = hstat("stats.hooks.bytes_active");
     for (unsigned i = 0; i < B_BLOCKS; i++) {
         CHECK(intact(b[i], B_SIZE, i));
         free(b[i]);
     }
-    /* purged, the extents go back to the PageArena (jemalloc merges
-     * neighbours first: fewer calls than blocks) ... */
-    uint64_t dalloc = hstat("stats.hooks.dalloc_calls");
-    uint64_t active = hstat("stats.hooks.bytes_active");
     CHECK(je_ctl("arena.4096.purge", NULL, NULL, NULL, 0) == 0); /* every arena */
     CHECK(hstat("stats.hooks.dalloc_calls") > dalloc);
     CHECK(hstat("stats.hooks.bytes_active") + (uint64_t)B_BLOCKS * B_SIZE * 3 / 4 <= active);
@@ -467,7 +468,9 @@ static void case_create(void) {
         CHECK(old[i] != NULL);
         fill(old[i], 512 * KiB, i);
     }
-    CHECK(hstat("stats.hooks.alloc_calls") == calls); /* not ours */
+    /* not from the hooks: 16 blocks would be 16 alloc calls (jemalloc's
+     * global metadata, on the hooks since arena 0 is, may take one) */
+    CHECK(hstat("stats.hooks.alloc_calls") < calls + NF / 2);
     uint64_t arenas = hstat("stats.hooks.arenas");
     CHECK(hk_attach(foreign) == 0);
     CHECK(arena_hooks(foreign, &err) == ours);
