@@ -1,6 +1,6 @@
-# package.cmake - owns what `cmake --install` writes: the two libraries (and
-# the static hooks library), hakmem.h, hakmem-run, the pkg-config files and
-# the CMake package (hakmemConfig.cmake, hakmemConfigVersion.cmake and the
+# package.cmake - owns what `cmake --install` writes: the libraries
+# (libhakmem, libhakmem_hooks and its static copy, libhakmem_je), hakmem.h,
+# hakmem-run, the pkg-config files and the CMake package (hakmemConfig.cmake, hakmemConfigVersion.cmake and the
 # exported targets hakmem::hooks, hakmem::hooks_static, hakmem::hakmem).
 # Everything installed finds its neighbours from where it lies, so an install
 # into any prefix (cmake --install build --prefix DIR) can be moved.
@@ -48,8 +48,10 @@ endforeach()
 hak_relpath(_run_lib "${CMAKE_INSTALL_BINDIR}" "${CMAKE_INSTALL_LIBDIR}")
 if(_run_lib STREQUAL "")
   set(HAKMEM_RUN_LIB ${CMAKE_INSTALL_FULL_LIBDIR}/libhakmem.so)
+  set(HAKMEM_RUN_JE_LIB ${CMAKE_INSTALL_FULL_LIBDIR}/libhakmem_je.so)
 else()
   set(HAKMEM_RUN_LIB ${_run_lib}/libhakmem.so)
+  set(HAKMEM_RUN_JE_LIB ${_run_lib}/libhakmem_je.so)
 endif()
 configure_file(${CMAKE_SOURCE_DIR}/hooks/hakmem-run.in ${CMAKE_BINARY_DIR}/install/hakmem-run @ONLY)
 install(PROGRAMS ${CMAKE_BINARY_DIR}/install/hakmem-run DESTINATION ${CMAKE_INSTALL_BINDIR})
@@ -62,6 +64,9 @@ install(TARGETS hakmem hakmem_hooks hakmem_hooks_static EXPORT hakmemTargets
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+# libhakmem_je.so is for LD_PRELOAD (hakmem-run --jemalloc), not for
+# linking: it carries jemalloc itself, so it is not an exported target.
+install(TARGETS hakmem_je LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 install(FILES ${CMAKE_SOURCE_DIR}/include/hakmem.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(EXPORT hakmemTargets NAMESPACE hakmem:: FILE hakmemTargets.cmake
         DESTINATION ${HAK_CMAKE_DIR})

@@ -71,6 +71,7 @@ static const hk_stat stat_table[] = {
     {"stats.hooks.dalloc_calls", HK(dalloc_calls), "extent dalloc/destroy hook calls"},
     {"stats.hooks.forwarded_calls", HK(forwarded_calls), "hook calls forwarded to an arena's previous hooks"},
     {"stats.hooks.bytes_active", HK(bytes_active), "bytes held by jemalloc arenas through the hooks"},
+    {"stats.hooks.arenas", HK(arenas), "jemalloc arenas the hooks have given an extent to"},
 #if HK_WITH_POOLS
 #define POOL_ROWS(p, name)                                                              \
     {"stats." name ".allocated", POOL(p, allocated), "bytes of slabs/runs held"},      \

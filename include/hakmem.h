@@ -7,6 +7,11 @@
  * libhakmem_hooks (-lhakmem_hooks): PageArena + jemalloc extent hooks.
  * libhakmem       (LD_PRELOAD):     the above + Tiny/Mid/L25 pools + the
  *                                    whole malloc and C++ new/delete surface.
+ * libhakmem_je    (LD_PRELOAD):     jemalloc itself, serving every malloc,
+ *                                    free, new, delete and mallctl call, with
+ *                                    every arena on the PageArena hooks; it
+ *                                    exports jemalloc's API and the functions
+ *                                    below.
  */
 #ifndef HAKMEM_H
 #define HAKMEM_H
