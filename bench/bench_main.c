@@ -84,13 +84,6 @@ void fail(const char *fmt, ...) {
     abort();
 }
 
-void *xmalloc(size_t n) {
-    void *p = malloc(n);
-    if (!p)
-        fail("malloc(%zu) returned NULL", n);
-    return p;
-}
-
 long current_rss_kib(void) {
     char buf[128];
     int fd = open("/proc/self/statm", O_RDONLY);

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -51,8 +52,6 @@ static inline void print_result(uint64_t ops, double secs, const char *check) {
  * RESULT line with check=FAIL:<reason>, then abort. */
 __attribute__((noreturn, format(printf, 1, 2))) void fail(const char *fmt, ...);
 
-/* malloc that fails the workload on NULL. */
-void *xmalloc(size_t n);
 
 /* Resident set of this process now, in KiB (/proc/self/statm), read without
  * allocating; -1 if it cannot be read. */
@@ -80,6 +79,15 @@ void larson_run(const struct larson_ops *ops, double scale);
 void run_larson(double scale);
 
 /* ---- utilities --------------------------------------------------------- */
+
+/* malloc that fails the workload on NULL (inline, so that a workload's loop
+ * calls malloc itself and nothing else). */
+static inline void *xmalloc(size_t n) {
+    void *p = malloc(n);
+    if (!p)
+        fail("malloc(%zu) returned NULL", n);
+    return p;
+}
 
 /* xorshift64*: fixed seeds, so every allocator sees the same sequence. */
 static inline uint64_t rng_next(uint64_t *s) {
