@@ -57,34 +57,37 @@ WORKLOADS = ["tiny_hot", "random_mixed", "mid_large_mt", "vm_mixed",
 WORKLOAD_BIN = {"cxx_mixed": "bench_cxx", "cxx_mixed_mt": "bench_cxx",
                 "larson_sized": "bench_cxx"}
 
-# Quick-mode scales, measured on a 2-core VM (Xeon, Linux 6.18) with all
-# seven configurations: one repetition of the 8 workloads takes about 70 s,
-# so the default 3 reps take about 3.5-4 minutes, leaving room for a loaded
-# machine or slower builds within the ~10 minute budget.  Per run:
+# Quick-mode scales.  Measured on this project's 2-core VM (AMD EPYC, Linux
+# 6.18, shared with other work: load average 5-15) with all eight
+# configurations, wall seconds per run from the fastest to the slowest
+# configuration.  A page fault costs about 10 us of CPU here, so the
+# fault-bound workloads (vm_mixed, large_blocks, arenas) run at smaller
+# scales than on the machine they were first sized on; the default 3 reps
+# take about 12 minutes at that load.  Per run:
 QUICK_SCALE = {
-    "tiny_hot": 0.5,       # 80 M ops: 0.3 s (tcmalloc) - 3 s (hakmem-pa-off)
-    "random_mixed": 1.0,   # 10 M steps: 0.15-0.6 s
-    "mid_large_mt": 1.0,   # 160 k ops: 0.03-0.1 s (the definition is short)
-    "vm_mixed": 0.3,       # 60 k blocks: 0.2 s (mimalloc) - 8 s (hakmem-pa-off)
-    "larson_like": 0.5,    # 125 rounds, 8 M ops: 0.5-1.2 s
+    "tiny_hot": 0.5,       # 80 M ops: 0.5 s (mimalloc) - 1.9 s (je+pagearena)
+    "random_mixed": 1.0,   # 10 M steps: 0.4-0.8 s
+    "mid_large_mt": 1.0,   # 160 k ops: 0.4-0.9 s (the definition is short)
+    "vm_mixed": 0.1,       # 20 k blocks: 0.1 s (mimalloc) - 40 s (hakmem-pa-off)
+    "larson_like": 0.5,    # 125 rounds, 8 M ops: 0.3-2.4 s
     "prod_cons": 1.0,      # 2 M blocks: 0.2-4 s, scheduling-sensitive on 2 cores
-    "large_blocks": 0.2,   # 400 blocks: 0.2 s (tcmalloc) - 7 s
-    # The shapes of public benchmarks (the same machine, shared with other
-    # work: CPU seconds per run, wall time up to twice that):
-    "larson": 0.5,         # 100 generations x 4 chains, 4 M ops: 0.3-0.6 s
-    "larson_sized": 0.5,   # the same through new / sized delete: 0.3-0.5 s
-    "xmalloc": 0.5,        # 2 M blocks: 0.1 s (mimalloc) - 1.4 s (glibc)
-    "cxx_mixed": 1.0,      # 4 M steps: 0.3-0.4 s
-    "cxx_mixed_mt": 1.0,   # 4 x 1 M steps: 0.4-0.6 s
-    "sh_batch": 1.0,       # 2 x 2000 batches of 2000: 0.2-0.6 s
-    "sh_batch_xt": 0.5,    # 2 x 1000 batches, half freed by the other thread: 0.4-1 s
-    "malloc_simple": 1.0,  # 80 M ops: 0.3-0.8 s
-    "malloc_large": 0.3,   # 5 reps x 6 blocks of 5-25 MiB: 0.4 s (tcmalloc) - 3 s
-    "idle_rss": 0.25,      # about 0.5 GiB, then idle 4 s; 1 rep: 6-8 s per run
-    "arenas": 0.1,         # 2000 blocks: 3-7 s per row
+    "large_blocks": 0.05,  # 100 blocks: 0.3 s (tcmalloc) - 12 s (hakmem-pa-off)
+    # The shapes of public benchmarks:
+    "larson": 1.0,         # 200 generations x 4 chains, 8 M ops: 0.4-1 s
+    "larson_sized": 1.0,   # the same through new / sized delete: 0.4-1.3 s
+    "xmalloc": 1.0,        # 4 M blocks: 0.3-0.8 s
+    "cxx_mixed": 1.0,      # 4 M steps: 0.4-0.6 s
+    "cxx_mixed_mt": 1.0,   # 4 x 1 M steps: 0.6-0.8 s
+    "sh_batch": 1.0,       # 2 x 2000 batches of 2000: 0.25-1.1 s
+    "sh_batch_xt": 1.0,    # the same, half of each freed by the other thread: 0.5-1.2 s
+    "malloc_simple": 1.0,  # 80 M ops: 0.3 s (tcmalloc) - 5 s (hakmem-pa-off)
+    "malloc_large": 0.3,   # 5 reps x 6 blocks of 5-25 MiB: 1.3-3.3 s (0.8 s of pauses)
+    "idle_rss": 0.25,      # about 0.5 GiB, then idle 4 s; 1 rep: 7.5-9.5 s per run
+    "arenas": 0.02,        # 400 blocks: about 15 s per row at load 10
 }
-# Full mode: every workload as defined (scale 1.0); 5 reps take about 45 min
-# (large_blocks, arenas and idle_rss dominate).
+# Full mode: every workload as defined (scale 1.0), 5 reps (idle_rss: 3,
+# idling 15 s): the shapes of public benchmarks alone take about 25 minutes
+# here, 15 of them idle_rss's; large_blocks, arenas and vm_mixed take longer.
 FULL_SCALE = {w: 1.0 for w in WORKLOADS}
 # Repetitions other than the mode's default, per workload (--reps overrides):
 # idle_rss idles for seconds, and its resident set hardly varies run to run.
