@@ -40,8 +40,9 @@ extern uint64_t hak_opt_values[OPT_COUNT];
 void hak_options_init(void);
 static inline uint64_t hak_opt(enum hak_opt_id id) { return hak_opt_values[id]; }
 
-/* Bad input (DESIGN.md §8): one stderr line "hakmem: fn(p): fault", then
- * abort, or return with HAKMEM_ON_ERROR=warn (the caller loses nothing). */
+/* Bad input (docs/DESIGN.md, Bad input): one stderr line
+ * "hakmem: fn(p): fault", then abort, or return with HAKMEM_ON_ERROR=warn
+ * (the caller loses nothing). */
 void hak_misuse(const char *fn, const void *p, const char *fault);
 
 #endif

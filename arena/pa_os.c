@@ -1,6 +1,7 @@
-/* pa_os.c - owns every system call of the PageArena: mmap/munmap/madvise with
- * their counters, the coarse clock, the leaf lock's slow path and the
- * malloc-free stderr message writer. */
+/* pa_os.c - owns every system call of HAKMEM: mmap/munmap/madvise with
+ * their counters, mprotect, getrandom, write, the kept descriptor (fcntl,
+ * fstat), the clocks, the leaf lock's slow path and the malloc-free stderr
+ * message writer. */
 #define _GNU_SOURCE
 #include "arena/pa_os.h"
 
@@ -10,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -149,6 +152,65 @@ unsigned pa_os_thp_mode(void) {
     return strstr(buf, "[madvise]") ? 1 : 0;
 }
 
+bool pa_os_protect(void *p, size_t size, bool access) {
+    int saved = errno;
+    bool ok = mprotect(p, size, access ? PROT_READ | PROT_WRITE : PROT_NONE) == 0;
+    errno = saved;
+    return ok;
+}
+
+uint64_t pa_os_random(void) {
+    uint64_t v = 0;
+    int saved = errno;
+    if (getrandom(&v, sizeof v, GRND_NONBLOCK) != (ssize_t)sizeof v) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        v = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)&ts ^
+            (uint64_t)ts.tv_sec << 32;
+    }
+    errno = saved;
+    return v;
+}
+
+void pa_os_write(int fd, const char *s, size_t n) {
+    int saved = errno;
+    while (n) {
+        ssize_t r = write(fd, s, n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        s += r;
+        n -= (size_t)r;
+    }
+    errno = saved;
+}
+
+pa_os_fd pa_os_fd_keep(int fd) {
+    static const int floors[] = {1000, 100, 10};
+    pa_os_fd k = {-1, 0, 0};
+    int saved = errno;
+    struct stat st;
+    if (fstat(fd, &st) == 0) {
+        /* Lower floors when RLIMIT_NOFILE is below the first (EINVAL). */
+        for (unsigned i = 0; i < sizeof floors / sizeof floors[0] && k.fd < 0; i++)
+            k.fd = fcntl(fd, F_DUPFD_CLOEXEC, floors[i]);
+        k.dev = (uint64_t)st.st_dev;
+        k.ino = (uint64_t)st.st_ino;
+    }
+    errno = saved;
+    return k;
+}
+
+bool pa_os_fd_intact(const pa_os_fd *k) {
+    int saved = errno;
+    struct stat st;
+    bool ok = k->fd >= 0 && fstat(k->fd, &st) == 0 && (uint64_t)st.st_dev == k->dev &&
+              (uint64_t)st.st_ino == k->ino;
+    errno = saved;
+    return ok;
+}
+
 uint64_t pa_os_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
@@ -199,10 +261,7 @@ void pa_msg_ptr(pa_msg *m, const void *p) {
 
 void pa_msg_emit(pa_msg *m) {
     m->buf[m->n++] = '\n';
-    int saved = errno;
-    ssize_t r = write(2, m->buf, m->n);
-    (void)r;
-    errno = saved;
+    pa_os_write(2, m->buf, m->n);
     m->n = 0;
 }
 

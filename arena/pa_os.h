@@ -1,5 +1,7 @@
-/* pa_os.h - OS primitives of the PageArena (defined in pa_os.c): page-aligned
- * mappings, purges, the leaf lock, a malloc-free message writer, the clock. */
+/* pa_os.h - OS primitives (defined in pa_os.c), the only way HAKMEM reaches
+ * the kernel: page-aligned mappings, purges, page protection, random bits,
+ * writes to a descriptor and a kept duplicate of one, the leaf lock, a
+ * malloc-free message writer, the clock. */
 #ifndef PA_OS_H
 #define PA_OS_H
 
@@ -38,6 +40,28 @@ void pa_os_purge(void *p, size_t size);
 void pa_os_purge_lazy(void *p, size_t size);
 /* MADV_HUGEPAGE; false when the kernel refused (no THP support). */
 bool pa_os_hugepage(void *p, size_t size);
+/* Make whole pages readable and writable (access) or inaccessible.  False
+ * when the OS refuses (e.g. too many mappings); errno is kept. */
+bool pa_os_protect(void *p, size_t size, bool access);
+
+/* 64 random bits from the kernel, or (no entropy yet) from the clock and a
+ * stack address. */
+uint64_t pa_os_random(void);
+
+/* Write all n bytes to fd, retrying short writes; errors are dropped and
+ * errno is kept. */
+void pa_os_write(int fd, const char *s, size_t n);
+
+/* A descriptor kept for a later write (the HAKMEM_STATS dump at exit), and
+ * the file it was opened on. */
+typedef struct { int fd; uint64_t dev, ino; } pa_os_fd;
+/* Duplicate fd close-on-exec at a high number (1000 and up where the limit
+ * allows), so the file stays reachable after the program closes fd itself.
+ * k.fd is -1 when fd is not open or no number is free. */
+pa_os_fd pa_os_fd_keep(int fd);
+/* Is k still open on the file it was kept for (not closed, and not reused
+ * by the program for another file)? */
+bool pa_os_fd_intact(const pa_os_fd *k);
 
 /* Arena kinds (hooks/hk_kinds.c). */
 /* Map exactly [addr, addr+size) without replacing anything there

@@ -1,30 +1,18 @@
-/* bench_workloads.c - owns the LD_PRELOAD workloads of the HAKMEM bench.
+/* bench_workloads.c - owns the bench_workloads program's table and the
+ * workloads of HAKMEM's own shapes: tiny_hot, random_mixed, mid_large_mt,
+ * vm_mixed, larson_like, prod_cons, large_blocks.  The table also lists the
+ * workloads of bench_shapes.c and bench_larson.c (the shapes of well-known
+ * public allocator benchmarks); the C++ ones are a program of their own,
+ * bench_cxx, so that this one stays free of the C++ runtime.
  *
- * One executable, linked with no allocator (only -pthread -ldl), so that
- * LD_PRELOAD alone decides which malloc runs:
- *
- *     bench_workloads <workload> <scale>
- *
- * Workloads: tiny_hot random_mixed mid_large_mt vm_mixed larson_like
- * prod_cons large_blocks.  <scale> multiplies the step counts (1.0 = the full
- * definition).  Every workload checks the bytes it wrote and prints one line:
- *
- *     RESULT workload=<name> ops=<n> secs=<timed seconds> malloc_lib=<path>
- *            check=<ok|FAIL:reason> rss_kib=<VmHWM> [hk_mode=.. hk_pa=..
- *            hk_pool_nmalloc=.. hk_hooks_alloc=..]
- *
- * malloc_lib is the object that provides malloc at run time (dladdr), the
- * proof of which allocator was live.  The hk_* fields appear when hak_mallctl
- * resolves (libhakmem is loaded); -1 means that name was refused.
- * Exports nothing.
+ * Linked with no allocator (only -pthread -ldl), so that LD_PRELOAD alone
+ * decides which malloc runs.  The command line and the RESULT line are
+ * bench_main.c's.  Exports nothing.
  */
 #define _GNU_SOURCE
-#include <dlfcn.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -33,158 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bench_common.h"
-
-#define PAGE 4096u
-
-static const char *g_workload = "?";
-
-/* ---- utilities --------------------------------------------------------- */
-
-/* xorshift64*: fixed seeds, so every allocator sees the same sequence. */
-static inline uint64_t rng_next(uint64_t *s) {
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
-static uint64_t rng_seed(uint64_t k) {
-    uint64_t s = 0x9E3779B97F4A7C15ULL * (k + 1);
-    return s ? s : 1;
-}
-
-static double now_sec(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static uint64_t scaled(uint64_t base, double scale) {
-    double v = (double)base * scale + 0.5;
-    return v < 1.0 ? 1 : (uint64_t)v;
-}
-
-/* Size in [2^lo, 2^hi): a random power of two, then uniform inside it
- * (roughly log-uniform, without libm). */
-static size_t log_size(uint64_t r, unsigned lo, unsigned hi) {
-    unsigned e = lo + (unsigned)(r % (hi - lo));
-    size_t base = (size_t)1 << e;
-    return base + (size_t)((r >> 16) % base);
-}
-
-/* A tag byte that depends on everything we know about a block. */
-static inline uint8_t tag_of(uint64_t a, uint64_t b) {
-    uint64_t h = (a * 0x9E3779B97F4A7C15ULL) ^ (b + 0x632BE59BD9B4E019ULL);
-    return (uint8_t)((h >> 56) | 1);
-}
-
-
-/* Print the RESULT line with the proof of which allocator is live. */
-static void print_result(uint64_t ops, double secs, const char *check) {
-    const char *lib = "unknown";
-    Dl_info info;
-    void *m = dlsym(RTLD_DEFAULT, "malloc");
-    if (m && dladdr(m, &info) && info.dli_fname && info.dli_fname[0])
-        lib = info.dli_fname;
-
-    char hk[256] = "";
-    hak_mallctl_fn fn;
-    *(void **)(&fn) = dlsym(RTLD_DEFAULT, "hak_mallctl");
-    if (fn) {
-        int64_t pool = 0;
-        static const char *const pools[] = {"stats.tiny.nmalloc", "stats.mid.nmalloc",
-                                            "stats.l25.nmalloc"};
-        for (size_t i = 0; i < sizeof pools / sizeof pools[0]; i++) {
-            int64_t v = hk_read(fn, pools[i]);
-            pool = (v < 0 || pool < 0) ? -1 : pool + v;
-        }
-        snprintf(hk, sizeof hk,
-                 " hk_mode=%" PRId64 " hk_pa=%" PRId64 " hk_pool_nmalloc=%" PRId64
-                 " hk_hooks_alloc=%" PRId64,
-                 hk_read(fn, "opt.mode"), hk_read(fn, "opt.page_arena.enable"), pool,
-                 hk_read(fn, "stats.hooks.alloc_calls"));
-    }
-    printf("RESULT workload=%s ops=%" PRIu64 " secs=%.6f malloc_lib=%s check=%s"
-           " rss_kib=%ld%s\n",
-           g_workload, ops, secs, lib, check, peak_rss_kib(), hk);
-    fflush(stdout);
-}
-
-/* A verification failure or an out-of-memory: say so and abort. */
-static _Noreturn void fail(const char *fmt, ...) {
-    static atomic_flag once = ATOMIC_FLAG_INIT;
-    char reason[200], check[220];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(reason, sizeof reason, fmt, ap);
-    va_end(ap);
-    if (!atomic_flag_test_and_set(&once)) {
-        fprintf(stderr, "bench_workloads: %s: %s\n", g_workload, reason);
-        for (char *c = reason; *c; c++) /* keep the RESULT line one token per field */
-            if (*c == ' ' || *c == '=')
-                *c = '_';
-        snprintf(check, sizeof check, "FAIL:%s", reason);
-        print_result(0, 0.0, check);
-    }
-    abort();
-}
-
-static void *xmalloc(size_t n) {
-    void *p = malloc(n);
-    if (!p)
-        fail("malloc(%zu) returned NULL", n);
-    return p;
-}
-
-/* A block carries its tag in its first, middle and last bytes, so a block
- * handed out twice, or overlapping its neighbour, is caught. */
-static inline void mark(uint8_t *p, size_t n, uint8_t tag) {
-    p[0] = tag;
-    p[n / 2] = (uint8_t)(tag ^ 0x3C);
-    p[n - 1] = (uint8_t)(tag ^ 0x5A);
-}
-
-static inline void check_mark(const uint8_t *p, size_t n, uint8_t tag) {
-    if (p[0] != tag || p[n / 2] != (uint8_t)(tag ^ 0x3C) || p[n - 1] != (uint8_t)(tag ^ 0x5A))
-        fail("block %p of %zu bytes was overwritten", (const void *)p, n);
-}
-
-/* Write one byte in every page of the block, plus the mark. */
-static void touch_pages(uint8_t *p, size_t n, uint8_t tag) {
-    for (size_t off = 0; off < n; off += PAGE)
-        p[off] = tag;
-    mark(p, n, tag);
-}
-
-static void check_pages(const uint8_t *p, size_t n, uint8_t tag) {
-    size_t page = (n / 4) & ~(size_t)(PAGE - 1);
-    check_mark(p, n, tag);
-    if (p[page] != tag)
-        fail("page at +%zu of a %zu-byte block was overwritten", page, n);
-}
-
-/* A stamp in the first 8 bytes (blocks are at least 16 bytes), and a byte
- * derived from it in the middle and at the end. */
-static inline uint8_t stamp_byte(uint64_t stamp) { return (uint8_t)(stamp ^ (stamp >> 29) ^ 0xA5); }
-
-static inline void put_stamp(uint8_t *p, size_t n, uint64_t stamp) {
-    memcpy(p, &stamp, sizeof stamp);
-    p[n / 2] = stamp_byte(stamp);
-    p[n - 1] = stamp_byte(stamp);
-}
-
-static inline void check_stamp(const uint8_t *p, size_t n, uint64_t stamp) {
-    uint64_t got;
-    memcpy(&got, p, sizeof got);
-    if (got != stamp)
-        fail("block %p of %zu bytes was overwritten (stamp %" PRIx64 ", expected %" PRIx64 ")",
-             (const void *)p, n, got, stamp);
-    if (p[n / 2] != stamp_byte(stamp) || p[n - 1] != stamp_byte(stamp))
-        fail("block %p of %zu bytes was overwritten (middle or last byte)", (const void *)p, n);
-}
+#include "bench_workloads.h"
 
 /* ---- tiny_hot: batches of 100, freed LIFO ------------------------------- */
 
@@ -515,34 +352,16 @@ static void run_prod_cons(double scale) {
 
 /* ---- main --------------------------------------------------------------- */
 
-static const struct {
-    const char *name;
-    void (*run)(double scale);
-} workloads[] = {
-    {"tiny_hot", run_tiny_hot},         {"random_mixed", run_random_mixed},
-    {"mid_large_mt", run_mid_large_mt}, {"vm_mixed", run_vm_mixed},
-    {"larson_like", run_larson_like},   {"prod_cons", run_prod_cons},
-    {"large_blocks", run_large_blocks},
+static const struct bench_workload workloads[] = {
+    {"tiny_hot", run_tiny_hot, 0},          {"random_mixed", run_random_mixed, 0},
+    {"mid_large_mt", run_mid_large_mt, 0},  {"vm_mixed", run_vm_mixed, 0},
+    {"larson_like", run_larson_like, 0},    {"prod_cons", run_prod_cons, 0},
+    {"large_blocks", run_large_blocks, 0},  {"larson", run_larson, 0},
+    {"xmalloc", run_xmalloc, 0},            {"sh_batch", run_sh_batch, 0},
+    {"sh_batch_xt", run_sh_batch_xt, 0},    {"malloc_simple", run_malloc_simple, 0},
+    {"malloc_large", run_malloc_large, 0},  {"idle_rss", run_idle_rss, 1},
 };
 
 int main(int argc, char **argv) {
-    size_t nw = sizeof workloads / sizeof workloads[0];
-    char *end = NULL;
-    double scale = argc == 3 ? strtod(argv[2], &end) : 0;
-    if (argc != 3 || end == argv[2] || *end || !(scale > 0 && scale <= 1e6)) {
-        fprintf(stderr, "usage: %s <workload> <scale>\n  workloads:", argv[0]);
-        for (size_t i = 0; i < nw; i++)
-            fprintf(stderr, " %s", workloads[i].name);
-        fprintf(stderr, "\n  scale: a positive multiplier, 1.0 = full size\n");
-        return 2;
-    }
-    for (size_t i = 0; i < nw; i++) {
-        if (strcmp(argv[1], workloads[i].name) == 0) {
-            g_workload = workloads[i].name;
-            workloads[i].run(scale);
-            return 0;
-        }
-    }
-    fprintf(stderr, "%s: unknown workload '%s'\n", argv[0], argv[1]);
-    return 2;
+    return bench_main(argc, argv, workloads, sizeof workloads / sizeof workloads[0]);
 }

@@ -6,16 +6,22 @@ writes the tables, CSV files and SVG charts.
 Usage (after building; `make bench` / `make bench-full` do the same):
 
     python3 bench/run.py --build build [--full] [--only w1,w2] [--reps N]
-                         [--configs c1,c2] [--scale F] [--timeout S]
+                         [--configs c1,c2] [--scale F] [--idle S] [--timeout S]
 
   --build    the CMake build directory (holds libhakmem.so and bench/).
-  --full     scale 1.0 and 5 repetitions (quick mode: smaller scales, 3 reps).
-  --only     workloads to run: tiny_hot random_mixed mid_large_mt vm_mixed
-             larson_like prod_cons large_blocks arenas blockcache chase
-             (the last two: arena kinds, see kinds_report).
+  --full     scale 1.0 and 5 repetitions (quick mode: smaller scales, 3 reps);
+             idle_rss: 3 repetitions idling 15 s (quick: 1, idling 4 s).
+  --only     workloads to run.  HAKMEM's own shapes: tiny_hot random_mixed
+             mid_large_mt vm_mixed larson_like prod_cons large_blocks; the
+             shapes of public benchmarks: larson larson_sized xmalloc
+             cxx_mixed cxx_mixed_mt sh_batch sh_batch_xt malloc_simple
+             malloc_large idle_rss; arenas (in-process hooks); and the arena
+             kinds, blockcache and chase (bench_blockcache, see kinds_report).
   --configs  configurations to run: glibc jemalloc je+pagearena hakmem-pa-off
              hakmem mimalloc tcmalloc (the arenas rows always run).
+  --reps     repetitions of every workload (idle_rss included).
   --scale    multiply every workload scale by F (e.g. 0.1 for a smoke test).
+  --idle     idle_rss's quiet phase in seconds (overrides 4 / 15).
 
 Configurations run interleaved (A B C ... A B C ...); each row is the median
 of the repetitions.  A run counts only if its RESULT line proves that the
@@ -42,27 +48,61 @@ import tempfile
 import time
 
 WORKLOADS = ["tiny_hot", "random_mixed", "mid_large_mt", "vm_mixed",
-             "larson_like", "prod_cons", "large_blocks", "arenas", "blockcache", "chase"]
+             "larson_like", "prod_cons", "large_blocks",
+             "larson", "larson_sized", "xmalloc", "cxx_mixed", "cxx_mixed_mt",
+             "sh_batch", "sh_batch_xt", "malloc_simple", "malloc_large", "idle_rss",
+             "arenas", "blockcache", "chase"]
 
-# Quick-mode scales, measured on a 2-core VM (Xeon, Linux 6.18) with all
-# seven configurations: one repetition of the 8 workloads takes about 70 s,
-# so the default 3 reps take about 3.5-4 minutes, leaving room for a loaded
-# machine or slower builds within the ~10 minute budget.  Per run:
+# The program that runs a workload (bench_cxx: the C++ ones, kept apart so
+# that the C workloads do not load libstdc++); arenas is bench_arenas.
+WORKLOAD_BIN = {"cxx_mixed": "bench_cxx", "cxx_mixed_mt": "bench_cxx",
+                "larson_sized": "bench_cxx"}
+
+# Quick-mode scales.  Measured on this project's 2-core VM (AMD EPYC, Linux
+# 6.18, shared with other work: load average 5-15) with all eight
+# configurations, wall seconds per run from the fastest to the slowest
+# configuration.  A page fault costs about 10 us of CPU here, so the
+# fault-bound workloads (vm_mixed, large_blocks, arenas) run at smaller
+# scales than on the machine they were first sized on; the default 3 reps
+# take about 12 minutes at that load.  Per run:
 QUICK_SCALE = {
-    "tiny_hot": 0.5,       # 80 M ops: 0.3 s (tcmalloc) - 3 s (hakmem-pa-off)
-    "random_mixed": 1.0,   # 10 M steps: 0.15-0.6 s
-    "mid_large_mt": 1.0,   # 160 k ops: 0.03-0.1 s (the definition is short)
-    "vm_mixed": 0.3,       # 60 k blocks: 0.2 s (mimalloc) - 8 s (hakmem-pa-off)
-    "larson_like": 0.5,    # 125 rounds, 8 M ops: 0.5-1.2 s
+    "tiny_hot": 0.5,       # 80 M ops: 0.5 s (mimalloc) - 1.9 s (je+pagearena)
+    "random_mixed": 1.0,   # 10 M steps: 0.4-0.8 s
+    "mid_large_mt": 1.0,   # 160 k ops: 0.4-0.9 s (the definition is short)
+    "vm_mixed": 0.1,       # 20 k blocks: 0.1 s (mimalloc) - 40 s (hakmem-pa-off)
+    "larson_like": 0.5,    # 125 rounds, 8 M ops: 0.3-2.4 s
     "prod_cons": 1.0,      # 2 M blocks: 0.2-4 s, scheduling-sensitive on 2 cores
-    "large_blocks": 0.2,   # 400 blocks: 0.2 s (tcmalloc) - 7 s
-    "arenas": 0.1,         # 2000 blocks: 3-7 s per row
+    "large_blocks": 0.05,  # 100 blocks: 0.3 s (tcmalloc) - 12 s (hakmem-pa-off)
+    # The shapes of public benchmarks:
+    "larson": 1.0,         # 200 generations x 4 chains, 8 M ops: 0.4-1 s
+    "larson_sized": 1.0,   # the same through new / sized delete: 0.4-1.3 s
+    "xmalloc": 1.0,        # 4 M blocks: 0.3-0.8 s
+    "cxx_mixed": 1.0,      # 4 M steps: 0.4-0.6 s
+    "cxx_mixed_mt": 1.0,   # 4 x 1 M steps: 0.6-0.8 s
+    "sh_batch": 1.0,       # 2 x 2000 batches of 2000: 0.25-1.1 s
+    "sh_batch_xt": 1.0,    # the same, half of each freed by the other thread: 0.5-1.2 s
+    "malloc_simple": 1.0,  # 80 M ops: 0.3 s (tcmalloc) - 5 s (hakmem-pa-off)
+    "malloc_large": 0.3,   # 5 reps x 6 blocks of 5-25 MiB: 1.3-3.3 s (0.8 s of pauses)
+    "idle_rss": 0.25,      # about 0.5 GiB, then idle 4 s; 1 rep: 7.5-9.5 s per run
+    "arenas": 0.02,        # 400 blocks: about 15 s per row at load 10
     "blockcache": 0.5,     # 600 k lookups: 4-8 s per row (past jemalloc's decay)
     "chase": 1.0,          # 4 M loads over 512 MiB: 5-9 s per row with setup
 }
-# Full mode: every workload as defined (scale 1.0); 5 reps take about 25-30 min
-# (large_blocks and arenas dominate).
+# Full mode: every workload as defined (scale 1.0), 5 reps (idle_rss: 3,
+# idling 15 s): the shapes of public benchmarks alone take about 25 minutes
+# here, 15 of them idle_rss's; large_blocks, arenas and vm_mixed take longer.
 FULL_SCALE = {w: 1.0 for w in WORKLOADS}
+# Repetitions other than the mode's default, per workload (--reps overrides):
+# idle_rss idles for seconds, and its resident set hardly varies run to run.
+QUICK_REPS = {"idle_rss": 1}
+FULL_REPS = {"idle_rss": 3}
+# idle_rss's quiet phase, seconds: 15 s covers the PageArena's and
+# jemalloc's default 10 s decay plus 5 s.
+QUICK_IDLE = 4.0
+FULL_IDLE = 15.0
+# The idle_rss table marks the first second at which the resident set is at
+# most this many KiB (64 MiB).
+IDLE_RSS_GOAL_KIB = 64 * 1024
 
 DEBIAN_LIBS = {
     "jemalloc": "libjemalloc.so.2",
@@ -84,7 +124,8 @@ class Config:
 CONFIGS = [
     Config("glibc", None, {}, "libc.so"),
     Config("jemalloc", "jemalloc", {}, "libjemalloc"),
-    Config("je+pagearena", "hakmem", {"HAKMEM_MODE": "jemalloc"}, "libhakmem"),
+    # jemalloc itself with every arena on the PageArena hooks (libhakmem_je.so).
+    Config("je+pagearena", "hakmem-je", {}, "libhakmem_je"),
     Config("hakmem-pa-off", "hakmem", {"HAKMEM_PAGE_ARENA_ENABLE": "0"}, "libhakmem"),
     Config("hakmem", "hakmem", {}, "libhakmem"),
     # The same library built with HAKMEM_HARDEN=0: what the hardening costs.
@@ -245,14 +286,16 @@ def live_problem(row, workload, f):
     mode, pa = as_int(f, "hk_mode"), as_int(f, "hk_pa")
     pool, hooks = as_int(f, "hk_pool_nmalloc"), as_int(f, "hk_hooks_alloc")
     if cfg.name == "je+pagearena":
-        if mode != 1:
-            return "hk_mode=%s, expected 1" % f.get("hk_mode")
+        # jemalloc's malloc in libhakmem_je.so, extents from the PageArena,
+        # no pools (their statistics do not exist there: -1).
         if hooks is None or hooks <= 0:
             return "hk_hooks_alloc=%s, expected > 0" % f.get("hk_hooks_alloc")
+        if pool != -1:
+            return "hk_pool_nmalloc=%s, expected -1 (no pools)" % f.get("hk_pool_nmalloc")
     elif cfg.name in ("hakmem", "hakmem-unhardened"):
         if mode != 0:
             return "hk_mode=%s, expected 0" % f.get("hk_mode")
-        if workload == "large_blocks":
+        if workload in ("large_blocks", "malloc_large"):
             if hooks is None or hooks <= 0:
                 return "hk_hooks_alloc=%s, expected > 0" % f.get("hk_hooks_alloc")
         elif pool is None or pool <= 0:
@@ -265,6 +308,13 @@ def live_problem(row, workload, f):
     return None
 
 
+# Workload fields of the RESULT line kept per run (results.csv's `extra`):
+# idle_rss's resident set after the frees, after idling, and each second;
+# malloc_large's fastest and slowest repetition inside the process.
+EXTRA_FIELDS = ("rss_freed_kib", "rss_idle_kib", "idle_s", "rss_trace_kib",
+                "rep_min_s", "rep_max_s")
+
+
 def one_run(argv, env, timeout, row, workload):
     """Run once and judge it: a dict with status ok / FAILED / NOT LIVE."""
     code, out, err, ru, wall = run_child(argv, env, timeout)
@@ -273,8 +323,11 @@ def one_run(argv, env, timeout, row, workload):
     # space's high-water mark (this Python process) into it.
     r = {"ops": None, "secs": None, "ops_per_s": None, "minflt": ru.ru_minflt,
          "maxrss_kib": ru.ru_maxrss, "ru_maxrss_kib": ru.ru_maxrss, "wall": wall,
-         "status": "ok", "detail": ""}
+         "status": "ok", "detail": "", "extra": {}}
     fields = parse_result(out)
+    for key in EXTRA_FIELDS:
+        if fields and key in fields:
+            r["extra"][key] = fields[key]
     rss = as_int(fields or {}, "rss_kib")
     if rss is not None and rss > 0:
         r["maxrss_kib"] = rss
@@ -371,9 +424,11 @@ def machine_header(args, scales, libs):
             os.cpu_count() or 0, platform.release(), cpu or platform.machine(),
             (", THP %s" % thp) if thp else ""),
         "- command: `%s`" % " ".join(shlex.quote(a) for a in [sys.executable] + sys.argv),
-        "- mode: %s, %d reps per configuration (interleaved), median shown%s" % (
+        "- mode: %s, %d reps per configuration (interleaved), median shown%s%s" % (
             "full" if args.full else "quick", args.reps,
-            (", git %s" % commit) if commit else ""),
+            (", git %s" % commit) if commit else "",
+            "; idle_rss: %d reps, idling %g s" % (args.reps_of["idle_rss"], args.idle)
+            if "idle_rss" in args.only else ""),
         "- scales: %s" % ", ".join("%s=%g" % (w, scales[w]) for w in args.only),
         "- libraries: %s" % ", ".join("%s=%s" % (k, v or "not found") for k, v in libs.items()),
         "- ratios are against stock jemalloc (arenas: against the default-hooks row);"
@@ -409,8 +464,42 @@ def summarize(runs, rows, workload):
             "secs": statistics.median(r["secs"] for r in rs),
             "minflt": statistics.median(r["minflt"] for r in rs),
             "maxrss_kib": statistics.median(r["maxrss_kib"] for r in rs),
+            "secs_all": [r["secs"] for r in rs],
         }
+        for key in ("rss_freed_kib", "rss_idle_kib", "rep_min_s", "rep_max_s"):
+            vals = [extra_float(r, key) for r in rs]
+            if vals and None not in vals:
+                summary[row][key] = statistics.median(vals)
+        spreads = [extra_float(r, "rep_max_s") / extra_float(r, "rep_min_s") for r in rs
+                   if extra_float(r, "rep_min_s") and extra_float(r, "rep_max_s") is not None]
+        if spreads and len(spreads) == len(rs):
+            summary[row]["rep_spread"] = statistics.median(spreads)
+        traces = [idle_trace(r) for r in rs]
+        if traces and None not in traces:
+            n = min(len(t) for t in traces)
+            summary[row]["rss_trace_kib"] = [statistics.median(t[i] for t in traces)
+                                             for i in range(n)]
     return summary
+
+
+def extra_float(run, key):
+    try:
+        return float(run["extra"][key])
+    except (KeyError, ValueError):
+        return None
+
+
+def idle_trace(run):
+    """idle_rss's per-second RSS readings (KiB) of one run, [] for none."""
+    text = run["extra"].get("rss_trace_kib")
+    if text is None:
+        return None
+    if text == "-":
+        return []
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        return None
 
 
 def add_ratios(summary, baseline):
@@ -458,6 +547,83 @@ def workload_table(workload, scale, summary, rows, skipped, baseline):
             cell("faults_ratio", fmt_ratio(s["faults_ratio"])) if s["faults_ratio"] is not None else na,
             cell("maxrss_kib", "%.1f" % (s["maxrss_kib"] / 1024.0)),
             cell("rss_ratio", fmt_ratio(s["rss_ratio"])) if s["rss_ratio"] is not None else na))
+    out.append("")
+    return out
+
+
+def fmt_mib(kib):
+    return "%.1f" % (kib / 1024.0)
+
+
+def idle_table(summary, rows, skipped, idle_s):
+    """idle_rss: the resident set after the frees and after idling, per row."""
+    ok = [summary[r] for r in rows if r in summary and summary[r]["status"] == "ok"
+          and summary[r].get("rss_idle_kib") is not None]
+    if not ok:
+        return []
+    base = summary.get(BASELINE)
+    base_idle = base.get("rss_idle_kib") if base and base["status"] == "ok" else None
+    out = ["### idle_rss: memory held once everything is freed", "",
+           "Resident set (/proc/self/statm) just after every block is freed, and after"
+           " idling %g s with two 64 B malloc/free pairs a second; the ratio is against"
+           " stock jemalloc's after idling.  Last column: the first second of the idle phase"
+           " at which the resident set was at most %d MiB (median of the runs' readings;"
+           " never: not within the idle phase)." % (idle_s, IDLE_RSS_GOAL_KIB // 1024), "",
+           "| config | peak RSS (MiB) | after the frees (MiB) | after idling (MiB) |"
+           " idle RSS ratio | at most %d MiB from |" % (IDLE_RSS_GOAL_KIB // 1024),
+           "|---|---:|---:|---:|---:|---:|"]
+    cols = {k: [s.get(k) for s in ok] for k in ("maxrss_kib", "rss_freed_kib", "rss_idle_kib")}
+    for row in rows:
+        if row in skipped:
+            out.append("| %s | skipped: %s | | | | |" % (row, skipped[row]))
+            continue
+        s = summary.get(row)
+        if s is None:
+            continue
+        if s["status"] != "ok" or s.get("rss_idle_kib") is None:
+            out.append("| %s | %s | — | — | — | — |" % (row, s["status"] if s["status"] != "ok"
+                                                         else "no idle readings"))
+            continue
+        trace = s.get("rss_trace_kib") or []
+        when = next((i + 1 for i, v in enumerate(trace) if v <= IDLE_RSS_GOAL_KIB), None)
+        if s["rss_freed_kib"] <= IDLE_RSS_GOAL_KIB:
+            when_text = "the frees"
+        elif when is not None:
+            when_text = "%d s" % when
+        else:
+            when_text = "never"
+        ratio = s["rss_idle_kib"] / base_idle if base_idle else None
+        out.append("| %s | %s | %s | %s | %s | %s |" % (
+            row,
+            marked(fmt_mib(s["maxrss_kib"]), is_best(s["maxrss_kib"], cols["maxrss_kib"], False)),
+            marked(fmt_mib(s["rss_freed_kib"]),
+                   is_best(s["rss_freed_kib"], cols["rss_freed_kib"], False)),
+            marked(fmt_mib(s["rss_idle_kib"]),
+                   is_best(s["rss_idle_kib"], cols["rss_idle_kib"], False)),
+            fmt_ratio(ratio) if ratio is not None else "n/a", when_text))
+    out.append("")
+    return out
+
+
+def spread_table(summary, rows):
+    """malloc_large: how steady the time is, between runs and inside one."""
+    ok = [r for r in rows if r in summary and summary[r]["status"] == "ok"
+          and summary[r].get("rep_spread") is not None]
+    if not ok:
+        return []
+    out = ["### malloc_large: stability", "",
+           "Timed seconds of each run (in run order), the slowest over the fastest run, and"
+           " the median over runs of the slowest over the fastest repetition inside one"
+           " process.", "",
+           "| config | median (s) | runs (s) | slowest ÷ fastest run | slowest ÷ fastest repetition |",
+           "|---|---:|---|---:|---:|"]
+    for row in ok:
+        s = summary[row]
+        runs = s["secs_all"]
+        out.append("| %s | %.3f | %s | %s | %s |" % (
+            row, s["secs"], ", ".join("%.3f" % v for v in runs),
+            fmt_ratio(max(runs) / min(runs)) if min(runs) > 0 else "n/a",
+            fmt_ratio(s["rep_spread"])))
     out.append("")
     return out
 
@@ -737,8 +903,11 @@ def main():
     ap.add_argument("--only", default=",".join(WORKLOADS), help="comma-separated workloads")
     ap.add_argument("--configs", default=",".join(c.name for c in CONFIGS),
                     help="comma-separated configurations")
-    ap.add_argument("--reps", type=int, default=None, help="repetitions (3 quick, 5 full)")
+    ap.add_argument("--reps", type=int, default=None,
+                    help="repetitions (3 quick, 5 full; idle_rss 1 quick, 3 full)")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every scale by this")
+    ap.add_argument("--idle", type=float, default=None,
+                    help="idle_rss's idle seconds, 0-3600 (4 quick, 15 full)")
     ap.add_argument("--timeout", type=float, default=None,
                     help="seconds per run (120 quick, 1200 full)")
     args = ap.parse_args()
@@ -749,22 +918,37 @@ def main():
     bad += [c for c in wanted if c not in [k.name for k in CONFIGS]]
     if bad or not args.only or args.scale <= 0:
         ap.error("unknown workload/config: %s" % ", ".join(bad) if bad else "nothing to run")
-    if args.reps is None:
-        args.reps = 5 if args.full else 3
-    if args.reps < 1:
+    if args.reps is not None and args.reps < 1:
         ap.error("--reps must be at least 1")
+    if args.idle is not None and not 0 <= args.idle <= 3600:
+        ap.error("--idle must be in [0, 3600] seconds")
+    default_reps = 5 if args.full else 3
+    args.reps_of = {w: args.reps if args.reps is not None else
+                    (FULL_REPS if args.full else QUICK_REPS).get(w, default_reps)
+                    for w in WORKLOADS}
+    if args.reps is None:
+        args.reps = default_reps
+    if args.idle is None:
+        args.idle = FULL_IDLE if args.full else QUICK_IDLE
     timeout = args.timeout or (1200.0 if args.full else 120.0)
     scales = {w: (FULL_SCALE if args.full else QUICK_SCALE)[w] * args.scale for w in WORKLOADS}
 
     build = os.path.abspath(args.build)
-    workloads_bin = find_binary(build, "bench_workloads")
+    bins = {}
+    for w in args.only:
+        if w == "arenas" or w in KINDS_WORKLOADS:
+            continue
+        prog = WORKLOAD_BIN.get(w, "bench_workloads")
+        if prog not in bins:
+            bins[prog] = find_binary(build, prog)
+            if not bins[prog]:
+                note("error: %s not found under %s; build it first" % (prog, build))
+                return 2
     arenas_bin = find_binary(build, "bench_arenas")
-    if not workloads_bin and any(w != "arenas" for w in args.only):
-        note("error: bench_workloads not found under %s; build it first" % build)
-        return 2
 
     # Resolve the configurations.
     libs = {"hakmem": find_hakmem(build),
+            "hakmem-je": find_hakmem(build, "libhakmem_je"),
             "hakmem-unhardened": find_hakmem(build, "libhakmem_unhardened")}
     libs.update({k: find_system_lib(v) for k, v in DEBIAN_LIBS.items()})
     configs = [c for c in CONFIGS if c.name in wanted]
@@ -785,18 +969,22 @@ def main():
     for w in args.only:
         if w in KINDS_WORKLOADS:
             continue  # run by kinds_report
-        for rep in range(1, args.reps + 1):
+        nreps = args.reps_of[w]
+        for rep in range(1, nreps + 1):
             if w == "arenas":
                 if arenas_bin:
                     for name, arg, env in ARENA_ROWS:
-                        plan.append((w, name, rep, [arenas_bin, arg, "%g" % scales[w]],
+                        plan.append((w, name, rep, nreps, [arenas_bin, arg, "%g" % scales[w]],
                                      dict(env0, **env)))
                 continue
+            argv = [bins[WORKLOAD_BIN.get(w, "bench_workloads")], w, "%g" % scales[w]]
+            if w == "idle_rss":
+                argv.append("%g" % args.idle)
             for c in live_cfgs:
                 env = dict(env0, **c.env)
                 if c.path:
                     env["LD_PRELOAD"] = c.path
-                plan.append((w, c, rep, [workloads_bin, w, "%g" % scales[w]], env))
+                plan.append((w, c, rep, nreps, argv, env))
 
     outdir = os.path.join(build, "bench")
     os.makedirs(outdir, exist_ok=True)
@@ -811,7 +999,7 @@ def main():
         done = [d for ds in durations.values() for d in ds]
         overall = statistics.mean(done) if done else 0.0
         left = 0.0
-        for w, row, _, _, _ in plan[i:]:
+        for w, row, _, _, _, _ in plan[i:]:
             name = row if isinstance(row, str) else row.name
             mine = durations.get((w, name))
             same_w = [d for (ww, _), ds in durations.items() if ww == w for d in ds]
@@ -819,7 +1007,7 @@ def main():
         return left
 
     try:
-        for i, (w, row, rep, argv, env) in enumerate(plan):
+        for i, (w, row, rep, nreps, argv, env) in enumerate(plan):
             name = row if isinstance(row, str) else row.name
             prior = runs.get((w, name), [])
             if any(r["status"] != "ok" for r in prior):
@@ -831,12 +1019,13 @@ def main():
                              "%.6f" % r["secs"] if r["secs"] is not None else "",
                              "%.1f" % r["ops_per_s"] if r["ops_per_s"] is not None else "",
                              r["minflt"], r["maxrss_kib"], r["ru_maxrss_kib"], r["status"],
-                             r["detail"]])
+                             r["detail"],
+                             " ".join("%s=%s" % kv for kv in sorted(r["extra"].items()))])
             res = fmt_rate(r["ops_per_s"]) + " ops/s" if r["status"] == "ok" \
                 else "%s (%s)" % (r["status"], r["detail"])
             elapsed = time.monotonic() - t_start
-            note("[%d/%d] %-12s %-21s rep %d/%d: %s, %.2fs wall | elapsed %s, ~%s left"
-                 % (i + 1, len(plan), w, name, rep, args.reps, res, r["wall"],
+            note("[%d/%d] %-13s %-21s rep %d/%d: %s, %.2fs wall | elapsed %s, ~%s left"
+                 % (i + 1, len(plan), w, name, rep, nreps, res, r["wall"],
                     fmt_secs(elapsed), fmt_secs(estimate_left(i + 1))))
     except KeyboardInterrupt:
         if Child.pid:
@@ -867,6 +1056,10 @@ def main():
         add_ratios(summ, BASELINE)
         summaries[w] = summ
         md += workload_table(w, scales[w], summ, cfg_names, skipped, BASELINE)
+        if w == "idle_rss":
+            md += idle_table(summ, cfg_names, skipped, args.idle)
+        elif w == "malloc_large":
+            md += spread_table(summ, cfg_names)
     gm_lines, _ = geomean_table(summaries, [c for c in cfg_names if c not in skipped],
                                 [w for w in args.only if w != "arenas"])
     md += gm_lines
@@ -884,13 +1077,13 @@ def main():
     with open(os.path.join(outdir, "results.csv"), "w", newline="") as f:
         wr = csv.writer(f)
         wr.writerow(["workload", "config", "rep", "ops", "secs", "ops_per_s", "minflt",
-                     "maxrss_kib", "ru_maxrss_kib", "status", "detail"])
+                     "maxrss_kib", "ru_maxrss_kib", "status", "detail", "extra"])
         wr.writerows(csv_rows)
     with open(os.path.join(outdir, "summary.csv"), "w", newline="") as f:
         wr = csv.writer(f)
         wr.writerow(["workload", "config", "reps_ok", "ops", "secs", "ops_per_s", "minflt",
                      "maxrss_kib", "time_ratio", "faults_ratio", "rss_ratio", "status",
-                     "detail"])
+                     "detail", "rss_freed_kib", "rss_idle_kib"])
         for w, summ in summaries.items():
             for row, s in summ.items():
                 def g(k, fmt="%s"):
@@ -898,7 +1091,8 @@ def main():
                 wr.writerow([w, row, s["reps_ok"], g("ops"), g("secs", "%.6f"),
                              g("ops_per_s", "%.1f"), g("minflt", "%g"), g("maxrss_kib", "%g"),
                              g("time_ratio", "%.4f"), g("faults_ratio", "%.4f"),
-                             g("rss_ratio", "%.4f"), s["status"], s["detail"]])
+                             g("rss_ratio", "%.4f"), s["status"], s["detail"],
+                             g("rss_freed_kib", "%g"), g("rss_idle_kib", "%g")])
     note("bench: done in %s; wrote results.md, results.csv, summary.csv%s to %s"
          % (fmt_secs(time.monotonic() - t_start),
             "".join(", " + os.path.basename(c) for c in charts), outdir))

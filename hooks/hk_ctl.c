@@ -1,12 +1,12 @@
 /* hk_ctl.c - owns introspection: the one statistics table (names, meaning,
  * where each value comes from), hak_mallctl over it and over the options
- * table, and hak_stats_print (text and JSON from the same table).
+ * table, hak_stats_print (text and JSON from the same table), and in
+ * libhakmem the HAKMEM_STATS dump at exit.
  * Built twice: with HK_WITH_POOLS for libhakmem, without for libhakmem_hooks. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stddef.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "arena/options.h"
 #include "arena/page_arena.h"
@@ -14,9 +14,9 @@
 #include "hooks/hk_extent.h"
 #include "hooks/hk_kinds.h"
 #if HK_WITH_POOLS
-#include "pools/pool.h"
 #include "hooks/hk_guard.h"
-void hk_large_stats(uint64_t *nmalloc, uint64_t *nfree);
+#include "hooks/hk_jemalloc.h"
+#include "pools/heap.h"
 #endif
 
 #define HK_EXPORT __attribute__((visibility("default")))
@@ -41,7 +41,7 @@ static void snapshot(hk_snapshot *s) {
     hk_kinds_stats_get(&s->kinds);
 #if HK_WITH_POOLS
     pool_stats_get(s->pool);
-    hk_large_stats(&s->large_nmalloc, &s->large_nfree);
+    hk_je_stats(&s->large_nmalloc, &s->large_nfree);
     hk_guard_stats(&s->guard_nmalloc, &s->guard_nfree, &s->guard_bytes);
 #endif
 }
@@ -84,6 +84,7 @@ static const hk_stat stat_table[] = {
     {"stats.hooks.dalloc_calls", HK(dalloc_calls), "extent dalloc/destroy hook calls"},
     {"stats.hooks.forwarded_calls", HK(forwarded_calls), "hook calls forwarded to an arena's previous hooks"},
     {"stats.hooks.bytes_active", HK(bytes_active), "bytes held by jemalloc arenas through the hooks"},
+    {"stats.hooks.arenas", HK(arenas), "jemalloc arenas the hooks have given an extent to"},
     KIND_ROWS(HK_KIND_NODUMP, "nodump"),
     KIND_ROWS(HK_KIND_HUGE, "huge"),
     KIND_ROWS(HK_KIND_RANGE, "range"),
@@ -175,12 +176,14 @@ static void out(printer *p, pa_msg *m) {
     m->n = 0;
 }
 
-static void write_stderr(void *unused, const char *s) {
-    ssize_t r = write(2, s, strlen(s));
-    (void)r;
+/* The one writer to a descriptor: opaque points at it (NULL: stderr). */
+static void write_fd(void *opaque, const char *s) {
+    pa_os_write(opaque ? *(const int *)opaque : 2, s, strlen(s));
 }
 
-static void print_row(printer *pr, bool json, bool first, const char *name, uint64_t v) {
+/* One row: the value v, or the word when there is one (a JSON string). */
+static void print_row(printer *pr, bool json, bool first, const char *name, uint64_t v,
+                      const char *word) {
     pa_msg m = {.n = 0};
     if (json) {
         pa_msg_str(&m, first ? "\n    \"" : ",\n    \"");
@@ -190,30 +193,64 @@ static void print_row(printer *pr, bool json, bool first, const char *name, uint
         pa_msg_str(&m, name);
         pa_msg_str(&m, ": ");
     }
-    pa_msg_u64(&m, v);
+    if (!word)
+        pa_msg_u64(&m, v);
+    else if (json) {
+        pa_msg_str(&m, "\"");
+        pa_msg_str(&m, word);
+        pa_msg_str(&m, "\"");
+    } else
+        pa_msg_str(&m, word);
     if (!json)
         pa_msg_str(&m, "\n");
     out(pr, &m);
 }
 
-HK_EXPORT void hak_stats_print(void (*write_cb)(void *, const char *), void *cbopaque,
-                               const char *opts) {
-    printer pr = {write_cb ? write_cb : write_stderr, cbopaque};
-    bool json = opts && strchr(opts, 'J');
+static void print_all(printer pr, bool json) {
     pa_init();
     hk_snapshot s;
     snapshot(&s);
     pr.cb(pr.opaque, json ? "{\"hakmem\": {\n  \"version\": \"" HAKMEM_VERSION "\",\n  \"opt\": {"
                           : "___ Begin hakmem statistics ___\nversion: " HAKMEM_VERSION "\n");
     for (unsigned i = 0; i < OPT_COUNT; i++) {
+        const hak_option *o = &hak_options[i];
         char name[64] = "opt.";
-        strncat(name, hak_options[i].name, sizeof name - 5);
-        print_row(&pr, json, i == 0, json ? hak_options[i].name : name,
-                  hak_opt((enum hak_opt_id)i));
+        strncat(name, o->name, sizeof name - 5);
+        uint64_t v = hak_opt((enum hak_opt_id)i);
+        /* An option spelled in words prints as the word the table accepts. */
+        print_row(&pr, json, i == 0, json ? o->name : name, v, o->words ? o->words[v] : NULL);
     }
     pr.cb(pr.opaque, json ? "\n  },\n  \"stats\": {" : "");
     for (unsigned i = 0; i < N_STATS; i++)
         print_row(&pr, json, i == 0, json ? stat_table[i].name + 6 : stat_table[i].name,
-                  stat_value(&s, &stat_table[i]));
+                  stat_value(&s, &stat_table[i]), NULL);
     pr.cb(pr.opaque, json ? "\n  }\n}}\n" : "___ End hakmem statistics ___\n");
 }
+
+HK_EXPORT void hak_stats_print(void (*write_cb)(void *, const char *), void *cbopaque,
+                               const char *opts) {
+    printer pr = write_cb ? (printer){write_cb, cbopaque} : (printer){write_fd, NULL};
+    print_all(pr, opts && strchr(opts, 'J'));
+}
+
+#if HK_WITH_POOLS
+/* HAKMEM_STATS: every statistic, at exit, on the file stderr was when the
+ * library started: through a duplicate kept from then, so the dump still
+ * appears when the program closed its stderr (as ls does). */
+static pa_os_fd stats_fd = {-1, 0, 0};
+
+__attribute__((constructor)) static void stats_keep_stderr(void) {
+    hak_options_init();
+    if (hak_opt(OPT_STATS) != STATS_OFF)
+        stats_fd = pa_os_fd_keep(2);
+}
+
+__attribute__((destructor)) static void stats_at_exit(void) {
+    uint64_t s = hak_opt(OPT_STATS);
+    if (s == STATS_OFF)
+        return;
+    /* Kept and intact, or (none could be kept) stderr as it is now. */
+    int fd = pa_os_fd_intact(&stats_fd) ? stats_fd.fd : 2;
+    print_all((printer){write_fd, &fd}, s == STATS_JSON);
+}
+#endif

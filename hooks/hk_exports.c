@@ -2,12 +2,12 @@
  * malloc, free, calloc, realloc, reallocarray, posix_memalign, aligned_alloc,
  * memalign, valloc, pvalloc, malloc_usable_size, and the entry points the
  * C++ operators (hk_new.cc) use.  Each is the inlined fast path of
- * hk_front.h with one branch to a slow path. */
+ * hk_malloc.h with one branch to a slow path. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdlib.h>
 
-#include "hooks/hk_front.h"
+#include "hooks/hk_malloc.h"
 
 #define HK_EXPORT __attribute__((visibility("default")))
 
@@ -28,8 +28,4 @@ HK_EXPORT size_t malloc_usable_size(void *p) { return hk_usable_size(p); }
 /* For the C++ operators: NULL on failure, the caller decides what to throw. */
 void *hk_cxx_new(size_t n) { return hk_malloc(n); }
 void *hk_cxx_new_aligned(size_t n, size_t align) { return hk_memalign(align, n); }
-void hk_cxx_delete(void *p) {
-    const pa_desc *d = pa_pagemap_get(p);
-    if (PA_UNLIKELY(!pool_free_fast(p, d)))
-        hk_free_slow(p, d, "operator delete");
-}
+void hk_cxx_delete(void *p) { hk_free_as(p, "operator delete"); }

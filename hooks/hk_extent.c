@@ -35,6 +35,8 @@
 const pa_desc hk_je_desc = {NULL, PA_KIND_JE};
 static _Atomic(extent_hooks_t *) prev_hooks[HK_ARENA_LIMIT];
 static _Atomic uint64_t n_alloc, n_dalloc, n_forward, bytes_active;
+/* Arenas the hooks have given an extent to, by index (statistics only). */
+static _Atomic uint64_t served[HK_ARENA_LIMIT / 64];
 static atomic_bool je_retain = true; /* jemalloc's opt.retain, read at install */
 
 /* One alloc result under retain: its pages map to hdr. */
@@ -93,9 +95,18 @@ static void purge_tail(void *p, size_t size) {
     pa_os_purge((char *)p + size - tail, tail);
 }
 
+static void note_arena(unsigned ind) {
+    if (ind >= HK_ARENA_LIMIT)
+        return;
+    uint64_t bit = (uint64_t)1 << (ind % 64);
+    if (!(atomic_load_explicit(&served[ind / 64], memory_order_relaxed) & bit))
+        atomic_fetch_or_explicit(&served[ind / 64], bit, memory_order_relaxed);
+}
+
 static void *hk_alloc(extent_hooks_t *h, void *new_addr, size_t size,
                       size_t alignment, bool *zero, bool *commit, unsigned ind) {
     add(&n_alloc, 1);
+    note_arena(ind);
     bool z = false;
     hk_je_map *m = NULL;
     if (atomic_load_explicit(&je_retain, memory_order_relaxed)) {
@@ -270,6 +281,11 @@ HK_EXPORT int hak_arena_create(unsigned *arena_ind) {
     return 0;
 }
 
+static int read_hooks(const char *name, extent_hooks_t **out) {
+    size_t sz = sizeof *out;
+    return mallctl(name, out, &sz, NULL, 0);
+}
+
 HK_EXPORT int hak_arena_attach(unsigned arena_ind) {
     if (arena_ind >= HK_ARENA_LIMIT)
         return EINVAL;
@@ -279,16 +295,29 @@ HK_EXPORT int hak_arena_attach(unsigned arena_ind) {
     snprintf(name, sizeof name, "arena.%u.extent_hooks", arena_ind);
     read_retain();
     extent_hooks_t *old = NULL, *h = &hk_hooks;
-    size_t sz = sizeof old;
-    /* Read the current hooks first so forwarding works from the moment ours
-     * are installed. */
-    int err = mallctl(name, &old, &sz, NULL, 0);
+    int err = read_hooks(name, &old);
     if (err)
         return err;
     if (old == &hk_hooks)
         return 0;
-    atomic_store_explicit(&prev_hooks[arena_ind], old, memory_order_release);
-    return mallctl(name, NULL, NULL, &h, sizeof h);
+    /* Writing the hooks of an automatic arena that does not exist yet
+     * creates it with them; if a thread of the program creates it (with
+     * jemalloc's default hooks) between jemalloc's check and its creation,
+     * the write reports success and leaves that arena as it was.  The read
+     * back sees it, and the second round replaces its hooks. */
+    for (int round = 0; round < 2; round++) {
+        /* The previous hooks first, so forwarding works from the moment
+         * ours are installed. */
+        atomic_store_explicit(&prev_hooks[arena_ind], old, memory_order_release);
+        err = mallctl(name, NULL, NULL, &h, sizeof h);
+        if (!err)
+            err = read_hooks(name, &old);
+        if (err)
+            return err;
+        if (old == &hk_hooks)
+            return 0;
+    }
+    return EAGAIN;
 }
 
 void hk_hook_stats_get(hk_hook_stats *o) {
@@ -296,4 +325,8 @@ void hk_hook_stats_get(hk_hook_stats *o) {
     o->dalloc_calls = atomic_load_explicit(&n_dalloc, memory_order_relaxed);
     o->forwarded_calls = atomic_load_explicit(&n_forward, memory_order_relaxed);
     o->bytes_active = atomic_load_explicit(&bytes_active, memory_order_relaxed);
+    o->arenas = 0;
+    for (unsigned i = 0; i < HK_ARENA_LIMIT / 64; i++)
+        o->arenas += (uint64_t)__builtin_popcountll(
+            atomic_load_explicit(&served[i], memory_order_relaxed));
 }

@@ -13,6 +13,7 @@ extern const pa_desc hk_je_desc;
 
 typedef struct hk_hook_stats {
     uint64_t alloc_calls, dalloc_calls, forwarded_calls, bytes_active;
+    uint64_t arenas; /* distinct arenas the hooks have given an extent to */
 } hk_hook_stats;
 void hk_hook_stats_get(hk_hook_stats *out);
 

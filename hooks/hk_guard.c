@@ -15,9 +15,9 @@
 
 #include <errno.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "arena/pa_meta.h"
+#include "arena/pa_os.h"
 #include "arena/page_arena.h"
 
 typedef struct hk_guard_desc {
@@ -29,7 +29,7 @@ typedef struct hk_guard_desc {
 
 static _Atomic uint64_t g_nmalloc, g_nfree, g_bytes;
 
-static bool protect(char *p, int prot) { return mprotect(p, PA_PAGE, prot) == 0; }
+static bool protect(char *p, bool access) { return pa_os_protect(p, PA_PAGE, access); }
 
 void *hk_guard_alloc(size_t n, size_t align, bool zero) {
     size_t body = (n + PA_PAGE - 1) & ~(PA_PAGE - 1), slack = align > PA_PAGE ? align : 0;
@@ -52,10 +52,10 @@ void *hk_guard_alloc(size_t n, size_t align, bool zero) {
         return NULL;
     }
     char *hi = base + span - PA_PAGE;
-    if (!protect(base, PROT_NONE) || !protect(hi, PROT_NONE)) {
+    if (!protect(base, false) || !protect(hi, false)) {
         /* refused (e.g. too many mappings): undo and report ENOMEM */
-        protect(base, PROT_READ | PROT_WRITE);
-        protect(hi, PROT_READ | PROT_WRITE);
+        protect(base, true);
+        protect(hi, true);
         pa_free(base, span, 0);
         pa_meta_free(d, sizeof *d);
         errno = ENOMEM;
@@ -75,12 +75,12 @@ void *hk_guard_alloc(size_t n, size_t align, bool zero) {
 const char *hk_guard_free(void *p, const pa_desc *pd) {
     hk_guard_desc *d = (hk_guard_desc *)pd;
     if (!d->user)
-        return "double free"; /* kept after a refused mprotect, below */
+        return "double free"; /* kept after a refused protection change, below */
     if (p != d->user)
         return "invalid pointer";
     size_t span = d->span;
     char *hi = d->base + span - PA_PAGE;
-    if (protect(d->base, PROT_READ | PROT_WRITE) && protect(hi, PROT_READ | PROT_WRITE)) {
+    if (protect(d->base, true) && protect(hi, true)) {
         pa_free(d->base, span, 0);
         pa_meta_free(d, sizeof *d);
     } else {

@@ -7,6 +7,11 @@
  * libhakmem_hooks (-lhakmem_hooks): PageArena + jemalloc extent hooks.
  * libhakmem       (LD_PRELOAD):     the above + Tiny/Mid/L25 pools + the
  *                                    whole malloc and C++ new/delete surface.
+ * libhakmem_je    (LD_PRELOAD):     jemalloc itself, serving every malloc,
+ *                                    free, new, delete and mallctl call, with
+ *                                    every arena on the PageArena hooks; it
+ *                                    exports jemalloc's API and the functions
+ *                                    below.
  */
 #ifndef HAKMEM_H
 #define HAKMEM_H
@@ -83,20 +88,77 @@ int hak_arena_flags(unsigned arena_ind, int *mallocx_flags);
  * No thread may use the arena during or after the call.  0 or an errno. */
 int hak_arena_destroy(unsigned arena_ind);
 
-/* mallctl-style control and statistics, jemalloc conventions:
- * 0 or an errno value; ENOENT for an unknown name; EINVAL for a wrong
- * length.  Names: "stats.page_arena.*", "stats.hooks.*", "stats.tiny.*",
- * "stats.mid.*", "stats.l25.*", "stats.arena_kinds.{nodump,huge,range}.*"
- * (uint64_t), "opt.page_arena.*" (uint64_t), "page_arena.purge" and
- * "arena_kinds[.nodump|.huge].purge" (write-only triggers), "arena.create"
- * (read: unsigned), "arena.<i>.kind" (read: unsigned HAK_ARENA_* flags),
- * "arena.<i>.mallocx_flags" (read: int, as hak_arena_flags),
- * "arena.<i>.window_base", "arena.<i>.window_size" (read: uint64_t). */
+/* mallctl-style control and statistics, jemalloc's conventions.
+ *
+ * Names:
+ *   "opt.<option>"     read: uint64_t, the value in use (read-only).
+ *       opt.page_arena.enable, .hot_size, .warm_64k, .warm_128k, .warm_2m,
+ *       .decay_ms, .odd_cap_mb, .thp      (HAKMEM_PAGE_ARENA_*)
+ *       opt.mode      0 pools, 1 jemalloc (HAKMEM_MODE)
+ *       opt.on_error  0 abort, 1 warn     (HAKMEM_ON_ERROR)
+ *       opt.guard     0 or 1              (HAKMEM_GUARD)
+ *       opt.stats     0, 1, 2 json        (HAKMEM_STATS)
+ *     hak_stats_print prints opt.mode, opt.on_error and opt.stats as those
+ *     words, as the environment variables spell them.
+ *   "stats.<family>.<name>"  read: uint64_t (read-only), summed at the call:
+ *       stats.page_arena.*  hot.hits, hot.misses, hot.bytes, hot.tls_bytes,
+ *                           warm.hits, warm.misses, warm.bytes, odd.hits,
+ *                           odd.bytes, cold.maps, cold.unmaps, purged,
+ *                           decayed, madvise, bytes_cached, bytes_out,
+ *                           meta_bytes, pagemap_bytes
+ *       stats.hooks.*       alloc_calls, dalloc_calls, forwarded_calls,
+ *                           bytes_active
+ *     libhakmem only (ENOENT in libhakmem_hooks):
+ *       stats.tiny.*, stats.mid.*, stats.l25.*
+ *                           allocated, active, nmalloc, nfree, slabs
+ *       stats.large.*       nmalloc, nfree: blocks sent to jemalloc (pools
+ *                           mode: above 2 MiB and alignments the pools
+ *                           cannot serve; jemalloc mode: every block)
+ *       stats.guard.*       nmalloc, nfree, bytes (HAKMEM_GUARD=1)
+ *   "page_arena.purge"  trigger: return every cached span to the OS.
+ *   "page_arena.decay"  trigger: run decay now.
+ *                       Both take no argument: oldp, oldlenp, newp NULL and
+ *                       newlen 0.
+ *   "arena.create"      read: unsigned, a new jemalloc arena on the
+ *                       PageArena hooks (as hak_arena_create); newp NULL.
+ *   Arena kinds (hak_arena_create_with):
+ *     stats.arena_kinds.{nodump,huge,range}.*
+ *                           arenas, mapped, cached, active, hits, misses,
+ *                           returned, advise_failed (an arena counts under
+ *                           each of its kinds)
+ *     stats.arena_kinds.huge.thp_mode  0 none or never, 1 madvise, 2 always
+ *     stats.arena_kinds.tcaches        private thread caches alive
+ *     "arena_kinds.purge", "arena_kinds.nodump.purge",
+ *     "arena_kinds.huge.purge"  trigger (no argument): the no-dump/huge
+ *                           caches give every range back, reset.
+ *     "arena.<i>.kind"          read: unsigned, the HAK_ARENA_* flags the
+ *                               arena was made with;
+ *     "arena.<i>.mallocx_flags" read: int, as hak_arena_flags;
+ *     "arena.<i>.window_base", "arena.<i>.window_size"
+ *                               read: uint64_t, a range arena's window.
+ *     ENOENT for an index HAKMEM did not make (window_*: not a range
+ *     arena); EPERM with newp; EINVAL for a wrong or missing *oldlenp.
+ *
+ * For "opt." and "stats." names, with oldp or oldlenp NULL the name is only
+ * checked; otherwise *oldlenp must be sizeof(uint64_t).
+ *
+ * Returns 0 or an errno value:
+ *   ENOENT  an unknown name;
+ *   EPERM   newp given for a read-only name ("opt.", "stats.");
+ *   EINVAL  name NULL, a wrong *oldlenp, or an argument a trigger or
+ *           "arena.create" does not take;
+ *   others  from "arena.create": what hak_arena_create returns (ENOMEM,
+ *           or jemalloc's error, e.g. EAGAIN). */
 int hak_mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp,
                 size_t newlen);
 
-/* Print every statistic: text, or JSON when opts contains 'J'.
- * write_cb may be NULL (stderr). */
+/* Print the version, every option and every statistic, one "name: value"
+ * line each, between "___ Begin hakmem statistics ___" and
+ * "___ End hakmem statistics ___"; or
+ * JSON when opts contains 'J'.  write_cb may be NULL (stderr).
+ * With HAKMEM_STATS=1 (or json) libhakmem prints the same at exit, to the
+ * file stderr was when the library started (the dump appears even when the
+ * program closed its stderr). */
 void hak_stats_print(void (*write_cb)(void *, const char *), void *cbopaque,
                      const char *opts);
 

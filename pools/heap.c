@@ -19,12 +19,10 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
 
 #include "arena/options.h"
 #include "arena/pa_meta.h"
-#include "pools/pool.h"
+#include "pools/heap.h"
 
 pool_slab pool_empty_slab; /* free == NULL, bump == end: always refills */
 /* The heap of a thread that has none: every class empty, owner of nothing. */
@@ -289,17 +287,8 @@ static void fork_child(void) {
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static bool init_ok;
 
-/* The link secret: getrandom, or (no entropy yet) the clock and an address. */
-static void secret_init(void) {
-    uintptr_t v = 0;
-    if (getrandom(&v, sizeof v, GRND_NONBLOCK) != (ssize_t)sizeof v) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        v = (uintptr_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uintptr_t)&ts ^
-            (uintptr_t)ts.tv_sec << 32;
-    }
-    link_secret = v;
-}
+/* The link secret: random bits from the kernel (pa_os_random). */
+static void secret_init(void) { link_secret = (uintptr_t)pa_os_random(); }
 
 static void init_body(void) {
     if (!pa_init())

@@ -2,7 +2,7 @@
  * from 2 MiB runs, 2 MiB-aligned (the PageArena's warm 2 MiB bucket); larger
  * classes take one span per block.  Both go back to the PageArena when
  * empty (heap.c). */
-#include "pools/pool.h"
+#include "pools/heap.h"
 
 #define L25_RUN ((size_t)2 << 20)
 

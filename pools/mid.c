@@ -4,7 +4,7 @@
  * the chunk is carved.  Emptied runs go back to the PageArena one by one
  * (heap.c); the uncarved tail of a chunk goes back when the heap is abandoned
  * or moves to a new chunk. */
-#include "pools/pool.h"
+#include "pools/heap.h"
 
 #define MID_CHUNK_MAX ((size_t)8 << 20)
 

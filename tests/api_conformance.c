@@ -1,10 +1,11 @@
 /* api_conformance.c - owns the API conformance test of the malloc family
- * (DESIGN.md §6, §8): malloc, free, calloc, realloc, reallocarray,
- * posix_memalign, aligned_alloc, memalign, valloc, pvalloc and
- * malloc_usable_size, at size 0, 1, the first and last size of every pool
- * class (pools/classes.c) and sizes above 2 MiB; alignments 8 B .. 1 MiB;
- * realloc across the Tiny/Mid, Mid/L25 and L25/jemalloc boundaries; calloc
- * zeroing on reused memory; usable sizes; overflow and bad alignments.
+ * (docs/DESIGN.md: The malloc front, Bad input): malloc, free, calloc,
+ * realloc, reallocarray, posix_memalign, aligned_alloc, memalign, valloc,
+ * pvalloc and malloc_usable_size, at size 0, 1, the first and last size of
+ * every pool class (pools/classes.c) and sizes above 2 MiB; alignments
+ * 8 B .. 1 MiB; realloc across the Tiny/Mid, Mid/L25 and L25/jemalloc
+ * boundaries; calloc zeroing on reused memory; usable sizes; overflow and bad
+ * alignments.
  *
  * One source, two programs (see pool_test.h): with -DHK_INPROCESS it calls
  * the hk_* front in process (ctest label `inprocess`, sanitizer builds);

@@ -1,6 +1,7 @@
 /* front_routing.c - owns the in-process tests of the malloc front's routing
- * and bad-input policy (hooks/hk_malloc.c; DESIGN.md §6, §8), through the
- * hk_* functions of hooks/hk_front.h (ctest label `inprocess`):
+ * and bad-input policy (hooks/hk_malloc.c; docs/DESIGN.md: The malloc front,
+ * Bad input), through the hk_* functions of hooks/hk_malloc.h (ctest label
+ * `inprocess`):
  *
  *   routing  every size goes to the pool its class table says (Tiny <= 1 KiB,
  *            Mid <= 64 KiB, L25 <= 2 MiB) or above 2 MiB to the jemalloc

@@ -1,7 +1,8 @@
 /* hooks_test.c - the PageArena's jemalloc extent hooks, against the real
  * Debian jemalloc 5.3.0 this program is linked with: arenas from
  * hak_arena_create, purge, destroy, hak_arena_attach (arena 0 and the huge
- * arena), sharing spans between jemalloc and other PageArena clients,
+ * arena, each counted in stats.hooks.arenas once it draws an extent),
+ * sharing spans between jemalloc and other PageArena clients,
  * hak_mallctl conventions, statistics output, refused memory, forced purges
  * reading zero (`purge_zero`, also under retain:false), and
  * `threads`: four threads allocating on two hooked arenas, handing blocks
@@ -112,6 +113,7 @@ static void case_attach(void) {
     /* arena 0: this single-threaded program's automatic arena */
     void *warm = malloc(1 << 20); /* arena 0 has mapped memory before */
     CHECK(warm != NULL);
+    uint64_t arenas = stat("stats.hooks.arenas");
     CHECK(hak_arena_attach(0) == 0);
     uint64_t calls = stat("stats.hooks.alloc_calls");
     uint64_t active = stat("stats.hooks.bytes_active");
@@ -123,6 +125,7 @@ static void case_attach(void) {
     }
     CHECK(stat("stats.hooks.alloc_calls") > calls);
     CHECK(stat("stats.hooks.bytes_active") >= active + 64 * 4 * MiB);
+    CHECK(stat("stats.hooks.arenas") == arenas + 1); /* arena 0 drew on them */
     for (int i = 0; i < 64; i++) {
         verify(p[i], 4 * MiB, (unsigned)i);
         free(p[i]);
@@ -154,6 +157,7 @@ static void case_attach(void) {
     /* re-attaching is a no-op; bad indexes are refused */
     CHECK(hak_arena_attach(0) == 0);
     CHECK(hak_arena_attach(5000) == EINVAL);
+    CHECK(stat("stats.hooks.arenas") == arenas + 2); /* and the huge arena */
 }
 
 static void case_sharing(void) {

@@ -5,7 +5,7 @@
  * free path's block-boundary test (pool_block_ok) at every offset of every
  * class's run, carved part and beyond. */
 #include "check.h"
-#include "pools/pool.h"
+#include "pools/heap.h"
 
 int main(void) {
     uint32_t prev = 0;

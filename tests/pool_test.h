@@ -5,7 +5,7 @@
  * counted fork batches of the fork tests.
  *
  * The allocation layer: compiled with -DHK_INPROCESS the T_* names call the
- * inlined malloc front of hooks/hk_front.h directly (link hakmem_core; this
+ * inlined malloc front of hooks/hk_malloc.h directly (link hakmem_core; this
  * is what the sanitizer builds run).  Without it they are the libc names,
  * and the test runs with LD_PRELOAD=libhakmem.so; t_require_hakmem() then
  * fails unless HAKMEM really is the process's allocator. */
@@ -31,7 +31,7 @@
 #include "hakmem.h"
 
 #ifdef HK_INPROCESS
-#include "hooks/hk_front.h"
+#include "hooks/hk_malloc.h"
 #define T_malloc(n) hk_malloc(n)
 #define T_free(p) hk_free(p)
 #define T_calloc(n, m) hk_calloc(n, m)

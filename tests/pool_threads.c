@@ -1,11 +1,11 @@
 /* pool_threads.c - owns the multi-threaded tests of the pools and the malloc
- * front (DESIGN.md §5, §6, §10): `prodcons` (4 threads, cross-thread frees
- * of 16 B - 256 KiB blocks, contents checked by the freeing thread),
- * `churn` (10,000 short-lived threads, blocks freed after their thread
- * exited: abandoned-heap collection; memory and RSS stay bounded) and
- * `fork` (20 forks, each while two threads are in the middle of a counted
- * batch of allocations and frees; the child allocates, frees and checks
- * blocks from before the fork).
+ * front (docs/DESIGN.md: The pools, Fork and thread exit): `prodcons` (4
+ * threads, cross-thread frees of 16 B - 256 KiB blocks, contents checked by
+ * the freeing thread), `churn` (10,000 short-lived threads, blocks freed
+ * after their thread exited: abandoned-heap collection; memory and RSS stay
+ * bounded) and `fork` (20 forks, each while two threads are in the middle of
+ * a counted batch of allocations and frees; the child allocates, frees and
+ * checks blocks from before the fork).
  *
  * Built twice like api_conformance.c (pool_test.h): -DHK_INPROCESS calls the
  * hk_* front in process; otherwise the libc names under LD_PRELOAD.

@@ -4,7 +4,7 @@
 #
 # Two kinds of test:
 #  - in process (label `inprocess`): linked with hakmem_core, calling the
-#    hk_* front of hooks/hk_front.h.  The ASan+UBSan build runs these.
+#    hk_* front of hooks/hk_malloc.h.  The ASan+UBSan build runs these.
 #  - preload (label `preload`): plain programs run with
 #    LD_PRELOAD=libhakmem.so (absolute path, so children that change
 #    directory keep it).  Not registered in sanitizer builds: a preloaded
@@ -194,6 +194,16 @@ set_tests_properties(preload.env.hot_size_malformed preload.env.mode_malformed
 hk_pt_driver_test(preload.env.wellformed --env HAKMEM_PAGE_ARENA_HOT_SIZE=64
   --env HAKMEM_MODE=jemalloc --out "ok hot_size=64 mode=1" --exit 0
   -- $<TARGET_FILE:preload_misuse> work)
+
+# ---- HAKMEM_STATS at exit: after the program closed its stderr, and option
+# values as words ------------------------------------------------------------------
+
+hk_pt_preload_exe(preload_stats ${HK_PT_DIR}/preload_stats.c)
+foreach(c fclose close names names_json ls)
+  add_test(NAME preload.stats.${c} COMMAND sh ${HK_PT_DIR}/preload_stats.sh ${HK_PT_LIB}
+           $<TARGET_FILE:preload_stats> ${CMAKE_BINARY_DIR}/hakmem-run ${PROJECT_VERSION} ${c})
+  set_tests_properties(preload.stats.${c} PROPERTIES LABELS "preload;pools" TIMEOUT 60)
+endforeach()
 
 # ---- C++: the 20 operator new / delete forms ----------------------------------------
 

@@ -1,11 +1,11 @@
 // preload_cxx.cc - owns the C++ test of libhakmem.so under LD_PRELOAD
-// (DESIGN.md §6): all 20 replaceable operator new / delete forms (plain,
-// array, nothrow, align_val_t, sized, aligned sized) resolve into
-// libhakmem.so and each call reaches HAKMEM (statistics move by exactly one
-// allocation or free); results are aligned (64 B, 4 KiB, 1 MiB ...),
-// writable and known to malloc_usable_size; new-expressions, overaligned
-// types and library containers work; huge sizes throw std::bad_alloc (after
-// the new-handler) and nothrow forms return nullptr.
+// (docs/DESIGN.md, The malloc front): all 20 replaceable operator new /
+// delete forms (plain, array, nothrow, align_val_t, sized, aligned sized)
+// resolve into libhakmem.so and each call reaches HAKMEM (statistics move by
+// exactly one allocation or free); results are aligned (64 B, 4 KiB, 1 MiB
+// ...), writable and known to malloc_usable_size; new-expressions,
+// overaligned types and library containers work; huge sizes throw
+// std::bad_alloc (after the new-handler) and nothrow forms return nullptr.
 #include <dlfcn.h>
 #include <malloc.h>
 

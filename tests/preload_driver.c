@@ -1,5 +1,5 @@
 /* preload_driver.c - owns the driver of the misuse and malformed-environment
- * tests (DESIGN.md §7, §8): runs one helper program under
+ * tests (docs/DESIGN.md: Options, Bad input): runs one helper program under
  * LD_PRELOAD=libhakmem.so as a child and asserts its exact stderr, its stdout
  * and how it ended.
  *

@@ -1,13 +1,16 @@
 #!/bin/sh
 # preload_programs.sh - owns the LD_PRELOAD runs of real programs
-# (DESIGN.md §1, §10): python3 with threads, sort on ~50 MB, sqlite3 with
-# 100k rows, gcc and g++ compiling generated sources, git init/commit/log/gc,
-# and HAKMEM_STATS / HAKMEM_MODE=jemalloc runs of the python case.  Each case
-# checks the program's output (against a run without HAKMEM where that is
-# the clearest reference) and that HAKMEM printed nothing on stderr.
+# (docs/DESIGN.md: What HAKMEM is, Tests): python3 with threads, sort on
+# ~50 MB, sqlite3 with 100k rows, gcc and g++ compiling generated sources, git
+# init/commit/log/gc, and HAKMEM_STATS / HAKMEM_MODE=jemalloc runs of the
+# python case; the generic cases run under libhakmem.so and under
+# libhakmem_je.so, and python_je checks the statistics of the latter.  Each
+# case checks the program's output (against a run without HAKMEM where that
+# is the clearest reference) and that HAKMEM printed nothing on stderr.
 #
 # Usage: preload_programs.sh /abs/path/libhakmem.so CASE
 #   CASE: python python_stats python_jemalloc sort sqlite gcc gxx git
+#         python_je (LIB: libhakmem_je.so)
 # A missing program is a failure: third_party/install-deps installs them.
 set -eu
 
@@ -51,6 +54,17 @@ hkstat() {
     [ -n "$v" ] || {
         cat "$tmp/err" >&2
         fail "no '$1:' line in the HAKMEM_STATS output"
+    }
+    echo "$v"
+}
+
+# hkword NAME: the word an option spelled in words (opt.mode, opt.on_error)
+# has in a HAKMEM_STATS=1 dump in $tmp/err.
+hkword() {
+    v=$(sed -n "s/^$1: \\([a-z][a-z]*\\)\$/\\1/p" "$tmp/err" | head -n 1)
+    [ -n "$v" ] || {
+        cat "$tmp/err" >&2
+        fail "no '$1:' line with a word in the HAKMEM_STATS output"
     }
     echo "$v"
 }
@@ -104,7 +118,7 @@ EOF
 }
 
 case "$case" in
-python | python_stats | python_jemalloc)
+python | python_stats | python_jemalloc | python_je)
     py=$(pick_python)
     write_py
     "$py" "$tmp/threads.py" >"$tmp/ref" || fail "$py without HAKMEM failed"
@@ -126,17 +140,35 @@ python | python_stats | python_jemalloc)
     python_jemalloc)
         HAKMEM_MODE=jemalloc hk HAKMEM_STATS=1 "$py" "$tmp/threads.py" >"$tmp/out" ||
             fail "python3 under HAKMEM_MODE=jemalloc exited with $?"
-        mode=$(hkstat opt.mode)
+        mode=$(hkword opt.mode)
         hooks=$(hkstat stats.hooks.alloc_calls)
         large=$(hkstat stats.large.nmalloc)
         pools=$(($(hkstat stats.tiny.nmalloc) + $(hkstat stats.mid.nmalloc) + $(hkstat stats.l25.nmalloc)))
         echo "opt.mode=$mode stats.hooks.alloc_calls=$hooks stats.large.nmalloc=$large pools.nmalloc=$pools"
-        [ "$mode" -eq 1 ] || fail "opt.mode is $mode, expected 1 (jemalloc)"
+        [ "$mode" = jemalloc ] || fail "opt.mode is $mode, expected jemalloc"
         [ "$hooks" -gt 0 ] || fail "stats.hooks.alloc_calls is 0: no extent came from the PageArena"
         [ "$large" -gt 10000 ] || fail "stats.large.nmalloc is $large: allocations did not go to jemalloc"
         # Every size goes to the hooked arenas (only a malloc made from inside
         # jemalloc could reach the pools, and python makes none).
         [ "$pools" -eq 0 ] || fail "the pools served $pools mallocs in jemalloc mode"
+        ;;
+    python_je)
+        # jemalloc's own statistics at exit prove it served malloc (with the
+        # library's retain:false); HAKMEM's, that extents came from the
+        # PageArena for several arenas (main's and the threads').
+        hk HAKMEM_STATS=1 MALLOC_CONF=stats_print:true "$py" "$tmp/threads.py" >"$tmp/out" ||
+            fail "python3 under libhakmem_je.so exited with $?"
+        grep -q '^___ Begin jemalloc statistics ___$' "$tmp/err" ||
+            fail "no jemalloc statistics at exit: jemalloc did not serve malloc"
+        grep -q '^  opt.retain: false$' "$tmp/err" || fail "jemalloc runs without opt.retain: false"
+        hooks=$(hkstat stats.hooks.alloc_calls)
+        arenas=$(hkstat stats.hooks.arenas)
+        echo "stats.hooks.alloc_calls=$hooks stats.hooks.arenas=$arenas"
+        [ "$hooks" -gt 0 ] || fail "stats.hooks.alloc_calls is 0: no extent came from the PageArena"
+        [ "$arenas" -ge 2 ] || fail "stats.hooks.arenas is $arenas: the threads' arenas are not on the PageArena"
+        if grep -q '^stats\.tiny\.' "$tmp/err"; then
+            fail "pool statistics in libhakmem_je.so's output: not the jemalloc-only library"
+        fi
         ;;
     esac
     cat "$tmp/out"

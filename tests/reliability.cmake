@@ -10,9 +10,9 @@
 #                                      `soak`): the full volume (--soak).
 # Labels: `reliability` on all of them, plus `inprocess` or `preload` as in
 # pools.cmake, and `threads` on the multi-threaded in-process cases (the
-# TSan build runs the quick ones).  Timeouts: quick 120 s, at least 4x what
-# each takes on a slow 2-core machine with a second process busy; soak
-# 900 s.
+# TSan build runs the quick ones).  Timeouts: quick 120 s, more than 4x the
+# slowest quick case under ctest -j2 on 2 cores (fork1000, about 25 s);
+# soak 900 s.
 
 # The program defines mmap: exported (-rdynamic) so that libhakmem.so's and
 # libjemalloc's calls resolve to it; in process the static link binds

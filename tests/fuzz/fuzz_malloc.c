@@ -1,5 +1,5 @@
 /* fuzz_malloc.c - owns the libFuzzer harness of HAKMEM's malloc front: the
- * hk_* functions of hooks/hk_front.h, linked from hakmem_core as the
+ * hk_* functions of hooks/hk_malloc.h, linked from hakmem_core as the
  * -DHK_INPROCESS tests use them.  Each input is read as a sequence of
  * operations on a table of up to 256 live blocks: malloc, calloc, realloc
  * (grow, shrink, to 0, from NULL), reallocarray, posix_memalign, memalign
@@ -33,7 +33,7 @@
 #include <unistd.h>
 
 #include "hakmem.h"
-#include "hooks/hk_front.h"
+#include "hooks/hk_malloc.h"
 #include "pools/classes.h"
 
 #define FUZZ_NAME "fuzz_malloc"
@@ -148,8 +148,8 @@ static size_t live_bytes;
 static uint64_t alloc_counter;
 
 /* Freed pointers are remembered for one operation only: the immediate
- * double free (DESIGN.md: detected while the slab is alive, or once its
- * pages are back in the PageArena). */
+ * double free (docs/DESIGN.md, Bad input: detected while the slab is alive,
+ * or once its pages are back in the PageArena). */
 static void *just_freed;
 
 static size_t usable_of(const void *p) { return hk_usable_size(p); }

@@ -1,10 +1,10 @@
-/* hk_front.h - the malloc front of the combined library (slow paths defined
+/* hk_malloc.h - the malloc front of the combined library (slow paths defined
  * in hk_malloc.c): the inlined fast paths every exported allocation function
  * uses, and the slow paths they branch to. */
-#ifndef HK_FRONT_H
-#define HK_FRONT_H
+#ifndef HK_MALLOC_H
+#define HK_MALLOC_H
 
-#include "pools/pool.h"
+#include "pools/heap.h"
 
 #define HK_NOINLINE __attribute__((noinline))
 
@@ -21,11 +21,15 @@ static inline void *hk_malloc(size_t n) {
     return p;
 }
 
-static inline void hk_free(void *p) {
+/* Free p; `fn` names the caller in an error line ("free", "operator
+ * delete"). */
+static inline void hk_free_as(void *p, const char *fn) {
     const pa_desc *d = pa_pagemap_get(p); /* one lookup for both paths */
     if (PA_UNLIKELY(!pool_free_fast(p, d)))
-        hk_free_slow(p, d, "free");
+        hk_free_slow(p, d, fn);
 }
+
+static inline void hk_free(void *p) { hk_free_as(p, "free"); }
 
 void *hk_calloc(size_t n, size_t m);
 void *hk_realloc(void *p, size_t n);

@@ -1,4 +1,4 @@
-/* pool.h - the pools' shared engine (defined in heap.c): slab descriptors,
+/* heap.h - the pools' shared engine (defined in heap.c): slab descriptors,
  * per-thread heaps, and the inlined malloc/free fast paths of the Tiny, Mid
  * and L25 pools.  Run sources are in tiny.c, mid.c and l25.c.
  *
@@ -16,12 +16,12 @@
  * all.  A bad link is reported as "corrupted free list", naming the block
  * that was written after its free.
  *
- * Always on (DESIGN.md §8): every free block (carved or freed) carries the
- * freed mark in word 1, so freeing a free block is a "double free", and a
- * free is taken only at an exact block boundary below the carve pointer
- * ("invalid pointer"). */
-#ifndef POOL_H
-#define POOL_H
+ * Always on (docs/DESIGN.md, Bad input): every free block (carved or freed)
+ * carries the freed mark in word 1, so freeing a free block is a "double
+ * free", and a free is taken only at an exact block boundary below the carve
+ * pointer ("invalid pointer"). */
+#ifndef POOL_HEAP_H
+#define POOL_HEAP_H
 
 #include "arena/page_arena.h"
 #include "pools/classes.h"

@@ -1,0 +1,125 @@
+/* hk_je.c - owns what libhakmem_je.so adds to the jemalloc it carries whole
+ * (libjemalloc_pic.a: malloc, free, the C++ operators, mallctl, mallocx and
+ * the rest are jemalloc's own, with nothing of HAKMEM on their path):
+ *  - jemalloc's default arena configuration, which jemalloc reads whenever
+ *    it creates an arena that has no hooks of its own (an automatic arena on
+ *    a thread's first malloc, the huge arena on the first allocation of
+ *    opt.oversize_threshold bytes, arenas.create without hooks); it is
+ *    defined here instead of in the archive, and at load its hooks pointer
+ *    becomes the PageArena's;
+ *  - at load, the PageArena hooks on the arenas jemalloc made before that:
+ *    arena 0 always (jemalloc makes it on the first malloc, which in most
+ *    programs comes from a library's constructor before this one), and any
+ *    automatic or huge arena a thread made that early;
+ *  - jemalloc's options: retain:false (malloc_conf);
+ *  - HAKMEM_STATS at exit.
+ * Ranges an arena mapped before its hooks changed (arena 0's first extents)
+ * stay with jemalloc's own hooks: hk_extent.c forwards every call about
+ * them.  Nothing here is per thread; fork needs nothing of its own
+ * (jemalloc's and the PageArena's atfork handlers cover their state). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <jemalloc/jemalloc.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "arena/options.h"
+#include "arena/page_arena.h"
+#include "hakmem.h"
+
+/* jemalloc 5.3's arena_config_t (configure checks the archive's object is
+ * 16 bytes): the hooks a new arena gets, and whether its metadata comes
+ * from them too. */
+typedef struct hk_je_arena_config {
+    extent_hooks_t *extent_hooks;
+    bool metadata_use_hooks;
+} hk_je_arena_config;
+
+extern const extent_hooks_t je_ehooks_default_extent_hooks;
+/* Until the constructor runs, what the archive's definition holds:
+ * jemalloc's default hooks, metadata on them. */
+hk_je_arena_config je_arena_config_default __attribute__((visibility("hidden"))) = {
+    (extent_hooks_t *)&je_ehooks_default_extent_hooks, true};
+
+/* One stderr line, malloc-free (no strerror): an arena that stays on
+ * jemalloc's own hooks, and why (hak_arena_attach's errno value). */
+static void report(unsigned ind, int err) {
+    pa_msg m = {.n = 0};
+    pa_msg_str(&m, "hakmem: jemalloc arena ");
+    pa_msg_u64(&m, ind);
+    pa_msg_str(&m, " keeps jemalloc's own extent hooks (errno ");
+    pa_msg_u64(&m, (uint64_t)err);
+    pa_msg_str(&m, err == ENOMEM ? ": out of memory)" : ")");
+    pa_msg_emit(&m);
+}
+
+static bool initialized(unsigned ind) {
+    char name[64];
+    snprintf(name, sizeof name, "arena.%u.initialized", ind);
+    bool init = false;
+    size_t sz = sizeof init;
+    return mallctl(name, &init, &sz, NULL, 0) == 0 && init;
+}
+
+static void attach_all(void) {
+    static atomic_bool done;
+    if (atomic_exchange(&done, true))
+        return;
+    if (!pa_init()) {
+        report(0, ENOMEM); /* the OS refused the PageArena's tables */
+        return;
+    }
+    unsigned n = 0;
+    size_t sz = sizeof n;
+    if (mallctl("opt.narenas", &n, &sz, NULL, 0) != 0)
+        return; /* jemalloc could not start; its malloc says so */
+    /* Arena 0 first: this also reads opt.retain into the hooks, which must
+     * know it before an arena made with them calls them. */
+    int err = hak_arena_attach(0);
+    if (err) {
+        report(0, err);
+        return; /* the hooks could not be installed: leave the default */
+    }
+    /* From here on every arena jemalloc creates starts on the hooks. */
+    __atomic_store_n(&je_arena_config_default.extent_hooks, hak_extent_hooks(),
+                     __ATOMIC_RELEASE);
+    /* Arenas made before the line above: arena.<i>.initialized reads
+     * jemalloc's view as of the last "epoch" write.  The automatic arenas
+     * are 0 .. n-1 and the huge arena is n (when opt.oversize_threshold
+     * enables it); manual arenas made this early are the program's own. */
+    uint64_t epoch = 1;
+    mallctl("epoch", NULL, NULL, &epoch, sizeof epoch);
+    unsigned total = 0;
+    sz = sizeof total;
+    if (mallctl("arenas.narenas", &total, &sz, NULL, 0) != 0)
+        total = n;
+    for (unsigned i = 1; i <= n && i < total; i++)
+        if (initialized(i) && (err = hak_arena_attach(i)) != 0)
+            report(i, err);
+}
+
+__attribute__((constructor)) static void hk_je_ctor(void) {
+    hak_options_init(); /* malformed HAKMEM_* values are reported now */
+    attach_all();
+}
+
+static void write_stderr(void *unused, const char *s) {
+    ssize_t r = write(2, s, strlen(s));
+    (void)r;
+}
+
+__attribute__((destructor)) static void hk_je_dtor(void) {
+    uint64_t s = hak_opt(OPT_STATS);
+    if (s != STATS_OFF)
+        hak_stats_print(write_stderr, NULL, s == STATS_JSON ? "J" : "");
+}
+
+/* With opt.retain on (jemalloc's default on Linux), jemalloc keeps every
+ * range it ever got from its hooks, purged, and hands back only whole ones,
+ * which it rarely has: the PageArena would only map memory.  Off, jemalloc
+ * asks the hooks for each extent and gives every extent its decay releases
+ * back to them, so the PageArena caches it for the next request of any
+ * arena.  MALLOC_CONF and a program's own malloc_conf still apply on top. */
+__attribute__((visibility("default"))) const char *malloc_conf = "retain:false";
