@@ -467,12 +467,15 @@ struct hk_tc {
     hk_tc *next;           /* the arena's list */
 };
 
-/* A thread's slots: pa_meta memory behind a pthread key (no static TLS). */
+/* A thread's caches: blocks of slots in pa_meta memory behind a pthread
+ * key (no static TLS), chained; a block is added when every slot holds a
+ * live cache, so a cache lives until its thread exits or its arena is
+ * destroyed, however many arenas the thread uses. */
 typedef struct hk_tc_thread {
     hk_tc *tc[HK_TC_SLOTS];
     unsigned ind[HK_TC_SLOTS];
     uint64_t serial[HK_TC_SLOTS];
-    unsigned next;         /* slot to reuse when all are taken */
+    struct hk_tc_thread *next;
 } hk_tc_thread;
 static pthread_key_t tc_key;
 static pthread_once_t tc_key_once = PTHREAD_ONCE_INIT;
@@ -490,11 +493,13 @@ static void tc_drop(hk_tc *t) {
 }
 
 static void tc_thread_exit(void *arg) {
-    hk_tc_thread *me = arg;
-    for (unsigned i = 0; i < HK_TC_SLOTS; i++)
-        if (me->tc[i])
-            tc_drop(me->tc[i]);
-    pa_meta_free(me, sizeof *me);
+    for (hk_tc_thread *me = arg, *next; me; me = next) {
+        for (unsigned i = 0; i < HK_TC_SLOTS; i++)
+            if (me->tc[i])
+                tc_drop(me->tc[i]);
+        next = me->next;
+        pa_meta_free(me, sizeof *me);
+    }
 }
 
 static void tc_key_init(void) {
@@ -540,6 +545,24 @@ static __attribute__((noinline)) int tc_make_slow(hk_karena *ka, unsigned *out) 
             return ENOMEM;
         }
     }
+    /* A slot first (an empty one, or one whose arena is gone), so that
+     * nothing is undone after tcache.create. */
+    hk_tc_thread *blk = NULL, *last = me;
+    unsigned slot = 0;
+    for (hk_tc_thread *b = me; b && !blk; b = b->next) {
+        for (unsigned i = 0; i < HK_TC_SLOTS && !blk; i++)
+            if (!b->tc[i] || !atomic_load(&b->tc[i]->live)) {
+                blk = b;
+                slot = i;
+            }
+        last = b;
+    }
+    if (!blk) {
+        if (!(blk = pa_meta_alloc(sizeof *blk)))
+            return ENOMEM;
+        last->next = blk; /* only this thread reads its chain */
+        slot = 0;
+    }
     hk_tc *t = pa_meta_alloc(sizeof *t);
     if (!t)
         return ENOMEM;
@@ -555,18 +578,11 @@ static __attribute__((noinline)) int tc_make_slow(hk_karena *ka, unsigned *out) 
     atomic_init(&t->live, 1);
     atomic_init(&t->refs, 2);
     tc_link(ka, t);
-    /* A free or stale slot, else the next one in turn. */
-    unsigned slot = HK_TC_SLOTS;
-    for (unsigned i = 0; i < HK_TC_SLOTS && slot == HK_TC_SLOTS; i++)
-        if (!me->tc[i] || !atomic_load(&me->tc[i]->live))
-            slot = i;
-    if (slot == HK_TC_SLOTS)
-        slot = me->next++ % HK_TC_SLOTS;
-    if (me->tc[slot])
-        tc_drop(me->tc[slot]);
-    me->tc[slot] = t;
-    me->ind[slot] = ka->ind;
-    me->serial[slot] = ka->serial;
+    if (blk->tc[slot])
+        tc_drop(blk->tc[slot]); /* the stale one: the thread's reference */
+    blk->tc[slot] = t;
+    blk->ind[slot] = ka->ind;
+    blk->serial[slot] = ka->serial;
     *out = tc;
     return 0;
 }
@@ -581,14 +597,15 @@ HK_EXPORT int hak_arena_flags(unsigned arena_ind, int *mallocx_flags) {
     }
     hk_tc_thread *me = atomic_load_explicit(&tc_key_ready, memory_order_acquire)
                            ? pthread_getspecific(tc_key) : NULL;
-    for (unsigned i = 0; me && i < HK_TC_SLOTS; i++) {
-        hk_tc *t = me->tc[i];
-        if (t && me->ind[i] == arena_ind && me->serial[i] == ka->serial &&
-            atomic_load_explicit(&t->live, memory_order_relaxed)) {
-            *mallocx_flags = MALLOCX_ARENA(arena_ind) | MALLOCX_TCACHE(t->tc);
-            return 0;
+    for (; me; me = me->next)
+        for (unsigned i = 0; i < HK_TC_SLOTS; i++) {
+            hk_tc *t = me->tc[i];
+            if (t && me->ind[i] == arena_ind && me->serial[i] == ka->serial &&
+                atomic_load_explicit(&t->live, memory_order_relaxed)) {
+                *mallocx_flags = MALLOCX_ARENA(arena_ind) | MALLOCX_TCACHE(t->tc);
+                return 0;
+            }
         }
-    }
     unsigned tc;
     if (tc_make_slow(ka, &tc) != 0) { /* no cache to be had: none at all */
         *mallocx_flags = MALLOCX_ARENA(arena_ind) | MALLOCX_TCACHE_NONE;

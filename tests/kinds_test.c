@@ -496,6 +496,7 @@ static void case_range_low(void) {
 
 #define TC_THREADS 3
 #define TC_ITERS 20000
+#define TC_MANY 20 /* more arenas than a block of a thread's slots (16) */
 static unsigned tc_ind;
 static atomic_int tc_leaks;
 
@@ -568,6 +569,31 @@ static void case_tcache(void) {
     CHECK(again == leak && hk_kinds_arena_of(again) == (int)tc_ind);
     free(again);
     CHECK(mallctl("thread.tcache.flush", NULL, NULL, NULL, 0) == 0);
+    /* One thread on many cached arenas: every cache stays its arena's
+     * (more than one block of slots), the first one included. */
+    unsigned many[TC_MANY];
+    int many_fl[TC_MANY];
+    for (unsigned i = 0; i < TC_MANY; i++) {
+        many[i] = make(HAK_ARENA_NODUMP | HAK_ARENA_TCACHE);
+        many_fl[i] = flags_of(many[i]);
+        void *q = mallocx(64, many_fl[i]);
+        CHECK(q && hk_kinds_arena_of(q) == (int)many[i]);
+        dallocx(q, many_fl[i]);
+    }
+    CHECK(stat("stats.arena_kinds.tcaches") == 1 + TC_MANY);
+    CHECK(flags_of(tc_ind) == fl);
+    for (unsigned i = 0; i < TC_MANY; i++) {
+        CHECK(flags_of(many[i]) == many_fl[i]);
+        for (unsigned j = 0; j < i; j++)
+            CHECK(TC_FIELD(many_fl[j]) != TC_FIELD(many_fl[i]));
+    }
+    for (unsigned i = 0; i < TC_MANY; i++)
+        CHECK(hak_arena_destroy(many[i]) == 0);
+    CHECK(stat("stats.arena_kinds.tcaches") == 1);
+    /* A new arena reuses a slot whose arena is gone. */
+    unsigned again_ind = make(HAK_ARENA_TCACHE);
+    CHECK(TC_FIELD(flags_of(again_ind)) >= 2 && stat("stats.arena_kinds.tcaches") == 2);
+    CHECK(hak_arena_destroy(again_ind) == 0);
     CHECK(hak_arena_destroy(tc_ind) == 0);
     CHECK(stat("stats.arena_kinds.tcaches") == 0);
     CHECK(kstat("nodump", "active") == 0);
