@@ -735,6 +735,9 @@ HK_EXPORT int hak_arena_create_with(unsigned *arena_ind, const hak_arena_opts *o
         return err;
     if (!pa_init())
         return ENOMEM;
+    bool retain = true;
+    size_t sz = sizeof retain;
+    mallctl("opt.retain", &retain, &sz, NULL, 0);
     static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
     pthread_once(&atfork_once, kinds_atfork);
     hk_karena *ka = pa_meta_alloc(sizeof *ka);
@@ -745,9 +748,6 @@ HK_EXPORT int hak_arena_create_with(unsigned *arena_ind, const hak_arena_opts *o
     ka->wfree = (pa_desc){ka, PA_KIND_RAW};
     ka->flags = opts->flags;
     ka->serial = atomic_fetch_add(&next_serial, 1);
-    bool retain = true;
-    size_t sz = sizeof retain;
-    mallctl("opt.retain", &retain, &sz, NULL, 0);
     ka->retain = retain;
     unsigned kinds = kinds_of(ka), ind = 0;
     if ((kinds & HAK_ARENA_HUGE) && !atomic_load(&thp_mode))
@@ -783,10 +783,9 @@ HK_EXPORT int hak_arena_create_with(unsigned *arena_ind, const hak_arena_opts *o
     ka->ind = ind;
     if (kinds)
         kadd(kinds, ST_ARENAS, 1);
-    /* With retain, jemalloc grows an arena by at least this much (its
-     * first grow is 2 MiB whatever the limit).  A window takes exact
-     * extents: a 2 MiB grow could fail in a window that still has room
-     * for the extent asked for. */
+    /* With retain, jemalloc grows an arena by at least this much.  A
+     * window takes exact extents: a 2 MiB grow could fail in a window
+     * that still has room for the extent asked for. */
     size_t limit = (opts->flags & HAK_ARENA_GROW_LIMIT) ? opts->retain_grow_limit
                    : (kinds & HAK_ARENA_RANGE)         ? PA_PAGE
                                                         : HK_RETAIN_GROW_LIMIT;

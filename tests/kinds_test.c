@@ -737,6 +737,18 @@ static void case_options(void) {
             fprintf(stderr, "bad option set %u: %d\n", i, err);
         CHECK(err == EINVAL && ind == 12345);
     }
+    /* A window below jemalloc's 2 MiB first grow serves blocks (its grow
+     * limit is a page). */
+    hak_arena_opts small = {.flags = HAK_ARENA_RANGE, .range_size = MiB};
+    CHECK(hak_arena_create_with(&ind, &small) == 0);
+    void *sp = mallocx(64 * KiB, MALLOCX_ARENA(ind) | MALLOCX_TCACHE_NONE);
+    void *sq = mallocx(100, MALLOCX_ARENA(ind) | MALLOCX_TCACHE_NONE);
+    CHECK(sp && sq && hk_kinds_arena_of(sp) == (int)ind && hk_kinds_arena_of(sq) == (int)ind);
+    dallocx(sp, MALLOCX_TCACHE_NONE);
+    dallocx(sq, MALLOCX_TCACHE_NONE);
+    CHECK(hak_arena_destroy(ind) == 0);
+    ind = 12345;
+    CHECK(mallctl("arenas.narenas", &narenas0, &usz, NULL, 0) == 0);
     /* nothing left behind: no arena, no window */
     unsigned narenas;
     CHECK(mallctl("arenas.narenas", &narenas, &usz, NULL, 0) == 0 && narenas == narenas0);
