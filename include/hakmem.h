@@ -65,13 +65,18 @@ typedef struct hak_arena_opts {
     size_t retain_grow_limit; /* GROW_LIMIT: arena.<i>.retain_grow_limit (>= 4 KiB) */
 } hak_arena_opts;
 
-/* Create a jemalloc arena with these options.  Returns 0, or EINVAL for a
- * NULL argument, an unknown flag, range fields without HAK_ARENA_RANGE, a
- * misaligned, empty or oversized window or a decay below -1; EEXIST when
- * something is already mapped in the requested window; ENOMEM when the
- * window or the arena cannot be had; or jemalloc's error.  Nothing is left
- * behind on failure.  With no kind flag, the arena is an ordinary one (the
- * hak_arena_create hooks) with the given options. */
+/* Create a jemalloc arena with these options.  Returns 0, or
+ *   EINVAL  a NULL argument, an unknown flag, range_base/range_size or
+ *           HAK_ARENA_RANGE_LOW without HAK_ARENA_RANGE, an empty,
+ *           misaligned or oversized window or one past the address space,
+ *           RANGE_LOW with a range_base or a window too large for it, a
+ *           decay below -1, a retain_grow_limit below 4 KiB;
+ *   EEXIST  something is already mapped in the requested window;
+ *   ENOMEM  the window or the arena cannot be had;
+ *   others  jemalloc's error.
+ * On failure nothing is left behind and *arena_ind is not written.  With no
+ * kind flag, the arena is an ordinary one (the hak_arena_create hooks) with
+ * the given options. */
 int hak_arena_create_with(unsigned *arena_ind, const hak_arena_opts *opts);
 
 /* The mallocx/dallocx flags for arena_ind on the calling thread:
