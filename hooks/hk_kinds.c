@@ -32,7 +32,7 @@
  * under them only entries move; spans are taken from and given back to the
  * PageArena, and madvise/mmap run, after they are released.  In a fork
  * child a lock found held drops what it guarded (leaked, never handed out
- * twice). */
+ * twice); a window's free set is rebuilt from the page map instead. */
 #define _GNU_SOURCE
 #include "hooks/hk_kinds.h"
 
@@ -617,6 +617,29 @@ HK_EXPORT int hak_arena_flags(unsigned arena_ind, int *mallocx_flags) {
 
 /* ---- creation and destruction ------------------------------------------- */
 
+/* In a fork child whose window lock was held at the fork: the free set is
+ * rebuilt from the page map, where every free page of the window maps to
+ * ka->wfree.  A hook call the fork cut short (its thread does not exist
+ * here) left its pages mapped either way; jemalloc in the child holds none
+ * of them, so those reading free are free and the others are leaked. */
+static void window_rebuild(hk_karena *ka) {
+    hk_rset *s = &ka->wset;
+    int64_t before = (int64_t)s->bytes;
+    s->n = 0;
+    s->bytes = s->dirty = 0;
+    uintptr_t run = 0, end = ka->wbase + ka->wsize;
+    for (uintptr_t a = ka->wbase; a <= end; a += PA_PAGE) {
+        bool free_page = a < end && pa_pagemap_get((void *)a) == &ka->wfree;
+        if (free_page && !run) {
+            run = a;
+        } else if (!free_page && run) {
+            hk_rset_insert(s, run, a - run, false, 0); /* room: see window_make */
+            run = 0;
+        }
+    }
+    kadd(kinds_of(ka), ST_CACHED, (int64_t)s->bytes - before);
+}
+
 static void kinds_fork_child(void) {
     for (unsigned i = 0; i < 3; i++)
         if (pa_lock_reset(&classes[i].lock)) {
@@ -627,10 +650,8 @@ static void kinds_fork_child(void) {
         hk_karena *ka = atomic_load_explicit(&registry[i], memory_order_relaxed);
         if (!ka)
             continue;
-        if (pa_lock_reset(&ka->wlock)) {
-            ka->wset.n = 0;
-            ka->wset.bytes = ka->wset.dirty = 0;
-        }
+        if (pa_lock_reset(&ka->wlock) && ka->wsize)
+            window_rebuild(ka);
         if (pa_lock_reset(&ka->tlock))
             ka->tcs = NULL;
     }
