@@ -2,14 +2,15 @@
  * Debian jemalloc 5.3.0: `nodump` (every extent shows `dd` in
  * /proc/self/smaps VmFlags, and no longer once the PageArena hands the
  * range to an ordinary arena or a pool), `huge` (`hg` on 2 MiB-aligned
- * spans where the kernel has THP, otherwise the statistic says it has
- * none; neither flag after reuse), `range_fill` (eight threads fill a
+ * spans and AnonHugePages where the kernel has THP and huge pages to
+ * give, otherwise the statistic says it has none; neither flag after
+ * reuse), `range_fill` (eight threads fill a
  * window until the hooks refuse, free everything, fill again: every block
  * inside the window, equal counts, destroy gives every byte back),
  * `range_low` (a window below 4 GiB, by search and at a fixed address),
  * `tcache` (a no-dump arena with private thread caches: no block of it is
  * handed out by ordinary malloc, checked by address; the default thread
- * cache would leak one), `share` (two no-dump arenas and two huge arenas
+ * cache would leak one; one thread keeps 21 private caches), `share` (two no-dump arenas and two huge arenas
  * passing extents through their class caches from four threads, with
  * purges), `options` (bad input, decay and grow limit through the arena's
  * own mallctl, metadata kept out of the hooks), and `fork`.  Every case
@@ -159,6 +160,22 @@ static unsigned long huge_kib_over(const void *p, size_t n) {
     return k;
 }
 
+/* A counter of /proc/vmstat (0 if absent). */
+static uint64_t vmstat(const char *key) {
+    static char buf[16384];
+    int fd = open("/proc/vmstat", O_RDONLY);
+    CHECK(fd >= 0);
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    CHECK(n > 0);
+    buf[n] = '\0';
+    size_t kl = strlen(key);
+    for (char *line = buf; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+        if (strncmp(line, key, kl) == 0 && line[kl] == ' ')
+            return strtoull(line + kl + 1, NULL, 10);
+    return 0;
+}
+
 /* ---- extents through the arena's own hook table ---------------------------- */
 
 static extent_hooks_t *hooks_of(unsigned ind) {
@@ -264,6 +281,7 @@ static void check_reuse(const blk *rec, unsigned nrec, const char *f, const char
 static void case_flagged(unsigned kind, const char *kname, const char *vmflag) {
     unsigned ind = make(kind);
     CHECK(hk_kinds_arena_of(&ind) == -1);
+    uint64_t fallback0 = vmstat("thp_fault_fallback");
     blk b[NBLK], ext[8];
     unsigned ne, n = grab(ind, b, ext, &ne);
     bool huge = kind & HAK_ARENA_HUGE;
@@ -281,9 +299,16 @@ static void case_flagged(unsigned kind, const char *kname, const char *vmflag) {
     }
     for (unsigned i = 0; i < ne; i++)
         CHECK(!check_flag || range_flag(ext[i].p, ext[i].n, vmflag, true, huge));
-    if (huge)
-        printf("thp mode %u; AnonHugePages over the huge extents: %lu KiB\n", thp,
-               huge_kib_over(ext[ne - 1].p, ext[ne - 1].n));
+    if (huge) {
+        /* Where the kernel has THP, the 4 MiB raw extent (2 MiB-aligned,
+         * written) is backed by huge pages, unless the kernel had none to
+         * give (its fallback counter says so). */
+        unsigned long hk = huge_kib_over(ext[ne - 1].p, ext[ne - 1].n);
+        uint64_t fallbacks = vmstat("thp_fault_fallback") - fallback0;
+        printf("thp mode %u; AnonHugePages over the huge extents: %lu KiB; %lu THP fault fallbacks\n",
+               thp, hk, (unsigned long)fallbacks);
+        CHECK(!thp || hk > 0 || fallbacks > 0);
+    }
     else
         CHECK(stat("stats.arena_kinds.huge.thp_mode") == 0);
     CHECK(kstat(kname, "arenas") == 1 && kstat(kname, "active") > 0);
