@@ -734,15 +734,15 @@ def perf_dtlb_note():
         else (line or "no output"))
 
 
-def kinds_report(args, build, env0, timeout, scales, csv_rows):
-    """Run the arena-kinds rows; return their markdown tables."""
+def kinds_report(args, build, env0, timeout, scales, csv_rows, runs):
+    """Run the arena-kinds rows (into runs, keyed (workload, row name));
+    return their markdown tables."""
     todo = [w for w in args.only if w in KINDS_WORKLOADS]
     if not todo:
         return []
     binary = find_binary(build, "bench_blockcache")
     if not binary:
         return ["## arena kinds", "", "skipped: bench_blockcache not built", ""]
-    runs = {}
     plan = [(w, row, rep) for w in todo for rep in range(1, args.reps + 1)
             for row in (BLOCKCACHE_ROWS if w == "blockcache" else CHASE_ROWS)]
     for i, (w, (name, arg, env), rep) in enumerate(plan):
@@ -753,7 +753,7 @@ def kinds_report(args, build, env0, timeout, scales, csv_rows):
                                              dict(env0, **env), timeout)
         f = parse_result(out) or {}
         r = {"status": "ok", "detail": "", "minflt": ru.ru_minflt, "wall": wall,
-             "maxrss_kib": as_int(f, "rss_kib") or ru.ru_maxrss, "fields": f}
+             "maxrss_kib": as_int(f, "rss_kib") or ru.ru_maxrss, "fields": f, "extra": {}}
         last_err = err.strip().splitlines()[-1] if err.strip() else ""
         if code is None:
             r["status"], r["detail"] = "FAILED", "timeout after %gs" % timeout
@@ -772,7 +772,9 @@ def kinds_report(args, build, env0, timeout, scales, csv_rows):
         runs.setdefault((w, name), []).append(r)
         csv_rows.append([w, name, rep, r.get("ops", ""), "%.6f" % r["secs"] if "secs" in r else "",
                          "%.1f" % r["ops_per_s"] if "ops_per_s" in r else "", r["minflt"],
-                         r["maxrss_kib"], ru.ru_maxrss, r["status"], r["detail"]])
+                         r["maxrss_kib"], ru.ru_maxrss, r["status"], r["detail"],
+                         " ".join("%s=%s" % kv for kv in sorted(f.items())
+                                  if kv[0] not in ("workload", "ops", "secs", "check"))])
         note("[kinds %d/%d] %-10s %-45s rep %d: %s, %.2fs wall" % (
             i + 1, len(plan), w, name, rep,
             "%.2fs" % r["secs"] if r["status"] == "ok" else "%s (%s)" % (r["status"], r["detail"]),
@@ -1060,15 +1062,16 @@ def main():
             md += idle_table(summ, cfg_names, skipped, args.idle)
         elif w == "malloc_large":
             md += spread_table(summ, cfg_names)
-    gm_lines, _ = geomean_table(summaries, [c for c in cfg_names if c not in skipped],
-                                [w for w in args.only if w != "arenas"])
-    md += gm_lines
-    md += hardening_table(summaries, [w for w in args.only if w != "arenas"])
+    if summaries:
+        gm_lines, _ = geomean_table(summaries, [c for c in cfg_names if c not in skipped],
+                                    [w for w in args.only if w != "arenas"])
+        md += gm_lines
+        md += hardening_table(summaries, [w for w in args.only if w != "arenas"])
     charts = write_charts(outdir, summaries, [c for c in cfg_names if c not in skipped],
                           args.only)
     if charts:
         md += ["Charts: " + ", ".join(os.path.basename(c) for c in charts), ""]
-    md += kinds_report(args, build, env0, timeout, scales, csv_rows)
+    md += kinds_report(args, build, env0, timeout, scales, csv_rows, runs)
     text = "\n".join(md)
     print(text, flush=True)
 
