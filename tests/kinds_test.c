@@ -628,7 +628,7 @@ static void case_tcache(void) {
 /* ---- share -------------------------------------------------------------------- */
 
 #define SH_THREADS 4
-#define SH_ITERS 600
+#define SH_ITERS 400
 #define SH_SLOTS 48
 static unsigned sh_arena[4];
 static struct { pthread_mutex_t lock; void *p[SH_SLOTS]; size_t n[SH_SLOTS]; unsigned a[SH_SLOTS]; } sh_box[SH_THREADS];
