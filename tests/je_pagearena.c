@@ -134,16 +134,18 @@ static unsigned arena_of(void *p) {
     return ind;
 }
 
+/* One byte per page and the last byte; the page bytes stop short of the last
+ * byte, which a block of 4096 k + 1 bytes would otherwise share with one. */
 static void fill(void *p, size_t n, unsigned seed) {
     unsigned char *c = p;
-    for (size_t i = 0; i < n; i += 4096)
+    for (size_t i = 0; i + 1 < n; i += 4096)
         c[i] = (unsigned char)(seed + i / 4096);
     c[n - 1] = (unsigned char)seed;
 }
 
 static bool intact(const void *p, size_t n, unsigned seed) {
     const unsigned char *c = p;
-    for (size_t i = 0; i < n; i += 4096)
+    for (size_t i = 0; i + 1 < n; i += 4096)
         if (c[i] != (unsigned char)(seed + i / 4096))
             return false;
     return c[n - 1] == (unsigned char)seed;

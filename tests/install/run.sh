@@ -14,7 +14,9 @@
 #      arena_prog (hakmem::hooks) and malloc_probe (hakmem::hakmem, malloc
 #      served by PREFIX's libhakmem.so); asking for version 99.0 must fail;
 #   4. PREFIX/bin/hakmem-run malloc_probe: malloc comes from PREFIX's
-#      libhakmem.so and the Tiny pool counts the block.
+#      libhakmem.so and the Tiny pool counts the block;
+#   5. PREFIX/bin/hakmem-run --jemalloc cat /proc/self/maps: PREFIX's
+#      libhakmem_je.so is loaded.
 #
 # Usage: run.sh BUILD SRC WORK CMAKE PKG_CONFIG CC LIBDIR BINDIR VERSION
 #   LIBDIR, BINDIR: CMAKE_INSTALL_LIBDIR / CMAKE_INSTALL_BINDIR (relative).
@@ -115,5 +117,14 @@ step "PREFIX/$bindir/hakmem-run"
     fail "building malloc_probe: $(tail -n 5 "$work/cc.log")"
 check_probe "hakmem-run malloc_probe" env -u HAKMEM_LIB -u LD_PRELOAD \
     "$prefix/$bindir/hakmem-run" "$work/malloc_probe"
+
+step "PREFIX/$bindir/hakmem-run --jemalloc"
+# The preloaded library is PREFIX's libhakmem_je.so: it shows in the maps of
+# the program the wrapper runs.
+env -u HAKMEM_JE_LIB -u LD_PRELOAD "$prefix/$bindir/hakmem-run" --jemalloc \
+    cat /proc/self/maps >"$work/je_maps.txt" 2>"$work/je_maps.err" ||
+    fail "hakmem-run --jemalloc cat: $(cat "$work/je_maps.err")"
+grep -q " $prefix/$libdir/libhakmem_je\.so" "$work/je_maps.txt" ||
+    fail "hakmem-run --jemalloc did not preload $prefix/$libdir/libhakmem_je.so"
 
 step "ok"
