@@ -66,9 +66,90 @@ void pa_os_purge_lazy(void *p, size_t size) {
         madvise(p, size, MADV_DONTNEED);
 }
 
-void pa_os_hugepage(void *p, size_t size) {
+bool pa_os_hugepage(void *p, size_t size) {
     count(&pa_os_nmadvise);
-    madvise(p, size, MADV_HUGEPAGE);
+    int saved = errno;
+    bool ok = madvise(p, size, MADV_HUGEPAGE) == 0;
+    errno = saved;
+    return ok;
+}
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+
+void *pa_os_map_at(void *addr, size_t size, int *err) {
+    int saved = errno;
+    char *p = mmap(addr, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+    int e = errno;
+    errno = saved;
+    if (p == MAP_FAILED) {
+        *err = e == EEXIST ? EEXIST : ENOMEM;
+        return NULL;
+    }
+    count(&pa_os_nmap);
+    if (p != addr) { /* a kernel before 4.17: the flag was a hint */
+        pa_os_unmap(p, size);
+        *err = EEXIST;
+        return NULL;
+    }
+    return p;
+}
+
+void *pa_os_map_below(size_t size, size_t align, uintptr_t floor, uintptr_t limit) {
+    if (align < PA_PAGE)
+        align = PA_PAGE;
+    if (size > limit || limit - size < floor)
+        return NULL;
+    /* Steps of at least 16 MiB, at most 4096 probes. */
+    uintptr_t step = size > ((uintptr_t)16 << 20) ? size : (uintptr_t)16 << 20;
+    step = (step + align - 1) & ~(uintptr_t)(align - 1);
+    uintptr_t a = (limit - size) & ~(uintptr_t)(align - 1);
+    for (unsigned probes = 0; a >= floor && probes < 4096; probes++) {
+        int err = 0;
+        void *p = pa_os_map_at((void *)a, size, &err);
+        if (p)
+            return p;
+        if (err != EEXIST || a < floor + step)
+            break;
+        a -= step;
+    }
+    return NULL;
+}
+
+bool pa_os_dontdump(void *p, size_t size, bool on) {
+    count(&pa_os_nmadvise);
+    int saved = errno;
+    bool ok = madvise(p, size, on ? MADV_DONTDUMP : MADV_DODUMP) == 0;
+    errno = saved;
+    return ok;
+}
+
+bool pa_os_remap(void *p, size_t size) {
+    int saved = errno;
+    void *q = mmap(p, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    errno = saved;
+    count(&pa_os_nmap);
+    return q == p;
+}
+
+unsigned pa_os_thp_mode(void) {
+    char buf[128];
+    int saved = errno;
+    int fd = open("/sys/kernel/mm/transparent_hugepage/enabled", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    errno = saved;
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    /* "always [madvise] never": the bracketed word is the mode. */
+    if (strstr(buf, "[always]"))
+        return 2;
+    return strstr(buf, "[madvise]") ? 1 : 0;
 }
 
 bool pa_os_protect(void *p, size_t size, bool access) {

@@ -38,7 +38,8 @@ void pa_os_unmap(void *p, size_t size);
 void pa_os_purge(void *p, size_t size);
 /* MADV_FREE: the kernel may reclaim lazily; contents become undefined. */
 void pa_os_purge_lazy(void *p, size_t size);
-void pa_os_hugepage(void *p, size_t size);
+/* MADV_HUGEPAGE; false when the kernel refused (no THP support). */
+bool pa_os_hugepage(void *p, size_t size);
 /* Make whole pages readable and writable (access) or inaccessible.  False
  * when the OS refuses (e.g. too many mappings); errno is kept. */
 bool pa_os_protect(void *p, size_t size, bool access);
@@ -61,6 +62,25 @@ pa_os_fd pa_os_fd_keep(int fd);
 /* Is k still open on the file it was kept for (not closed, and not reused
  * by the program for another file)? */
 bool pa_os_fd_intact(const pa_os_fd *k);
+
+/* Arena kinds (hooks/hk_kinds.c). */
+/* Map exactly [addr, addr+size) without replacing anything there
+ * (MAP_FIXED_NOREPLACE; on kernels that take it as a hint, a different
+ * result is unmapped).  NULL, with *err EEXIST when something is mapped
+ * there or ENOMEM, when it cannot be had. */
+void *pa_os_map_at(void *addr, size_t size, int *err);
+/* Map size bytes aligned to align somewhere in [floor, limit), probing
+ * downward from the top with pa_os_map_at.  NULL if no place is free. */
+void *pa_os_map_below(size_t size, size_t align, uintptr_t floor, uintptr_t limit);
+/* MADV_DONTDUMP (on) or MADV_DODUMP (off); false when the kernel refused. */
+bool pa_os_dontdump(void *p, size_t size, bool on);
+/* Replace the range with a fresh anonymous mapping: no pages, reads zero,
+ * no madvise flags left (dd, hg, nh).  False when the kernel refused; the
+ * range may then be unmapped and must not be used. */
+bool pa_os_remap(void *p, size_t size);
+/* The kernel's transparent huge page mode: 0 none or never, 1 madvise,
+ * 2 always (read from sysfs, without malloc). */
+unsigned pa_os_thp_mode(void);
 
 /* Counters, read by the statistics table. */
 extern _Atomic uint64_t pa_os_nmap, pa_os_nunmap, pa_os_nmadvise;

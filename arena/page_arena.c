@@ -610,12 +610,12 @@ int pa_free(void *p, size_t size, unsigned flags) {
         return EINVAL;
     if (!claim(p, size))
         return EINVAL;
-    if (!g.enabled) {
+    if (!g.enabled || (flags & PA_F_UNMAP)) {
         pa_victims vic = {.n = 1, .v = {{a, size}}};
         release(&vic);
         return 0;
     }
-    if (size == PA_PAGE && !(flags & PA_F_NOTLS)) {
+    if (size == PA_PAGE && !(flags & (PA_F_NOTLS | PA_F_ZERO))) {
         if (PA_UNLIKELY(!pa_tls.registered)) {
             pa_tls.registered = true; /* first: setspecific may call malloc */
             pthread_setspecific(tls_key, (void *)1);
@@ -628,10 +628,11 @@ int pa_free(void *p, size_t size, unsigned flags) {
     }
     pa_victims vic = {.n = 0};
     uint64_t now = pa_os_now_ms();
-    pa_span s = {a, now, false};
+    bool z = (flags & PA_F_ZERO) != 0;
+    pa_span s = {a, now, z};
     pa_lock(&g.lock);
     pa_ring *r = ring_for(size, a);
-    if (!(r && ring_push(r, s, &vic)) && !odd_insert(a, size, false, now))
+    if (!(r && ring_push(r, s, &vic)) && !odd_insert(a, size, z, now))
         vic.v[vic.n++] = (pa_victim){a, size}; /* room was made for it above */
     odd_enforce_cap(&vic);
     decay_locked(now, false, &vic);

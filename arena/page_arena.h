@@ -12,6 +12,8 @@
 /* Flags for pa_alloc / pa_free. */
 #define PA_F_NOTLS 1u       /* skip the per-thread hot cache (jemalloc hooks) */
 #define PA_F_CACHED_ONLY 2u /* a cache hit or NULL: never map fresh memory */
+#define PA_F_ZERO 4u        /* pa_free: the range reads zero and holds no pages */
+#define PA_F_UNMAP 8u       /* pa_free: give the range to the OS, never cache it */
 
 /* Initialise on first use (idempotent, malloc-free).  False if the OS refused
  * the arena's own tables. */

@@ -15,7 +15,8 @@ Usage (after building; `make bench` / `make bench-full` do the same):
              mid_large_mt vm_mixed larson_like prod_cons large_blocks; the
              shapes of public benchmarks: larson larson_sized xmalloc
              cxx_mixed cxx_mixed_mt sh_batch sh_batch_xt malloc_simple
-             malloc_large idle_rss; and arenas (in-process hooks).
+             malloc_large idle_rss; arenas (in-process hooks); and the arena
+             kinds, blockcache and chase (bench_blockcache, see kinds_report).
   --configs  configurations to run: glibc jemalloc je+pagearena hakmem-pa-off
              hakmem mimalloc tcmalloc (the arenas rows always run).
   --reps     repetitions of every workload (idle_rss included).
@@ -50,7 +51,7 @@ WORKLOADS = ["tiny_hot", "random_mixed", "mid_large_mt", "vm_mixed",
              "larson_like", "prod_cons", "large_blocks",
              "larson", "larson_sized", "xmalloc", "cxx_mixed", "cxx_mixed_mt",
              "sh_batch", "sh_batch_xt", "malloc_simple", "malloc_large", "idle_rss",
-             "arenas"]
+             "arenas", "blockcache", "chase"]
 
 # The program that runs a workload (bench_cxx: the C++ ones, kept apart so
 # that the C workloads do not load libstdc++); arenas is bench_arenas.
@@ -84,6 +85,8 @@ QUICK_SCALE = {
     "malloc_large": 0.3,   # 5 reps x 6 blocks of 5-25 MiB: 1.3-3.3 s (0.8 s of pauses)
     "idle_rss": 0.25,      # about 0.5 GiB, then idle 4 s; 1 rep: 7.5-9.5 s per run
     "arenas": 0.02,        # 400 blocks: about 15 s per row at load 10
+    "blockcache": 0.5,     # 600 k lookups: 4-8 s per row (past jemalloc's decay)
+    "chase": 1.0,          # 4 M loads over 512 MiB: 5-9 s per row with setup
 }
 # Full mode: every workload as defined (scale 1.0), 5 reps (idle_rss: 3,
 # idling 15 s): the shapes of public benchmarks alone take about 25 minutes
@@ -681,6 +684,155 @@ def hardening_table(summaries, workloads):
         rows + ["| geometric mean | | | %s |" % fmt_ratio(geomean(ratios)), ""]
 
 
+# ---- arena kinds: bench_blockcache -------------------------------------------
+# A block cache on a no-dump arena (HAK_ARENA_NODUMP on the PageArena)
+# against a folly-style standalone no-dump hook and jemalloc's own hooks,
+# under retain:false and Debian's default retain:true, each against the
+# default hooks with the same setting; and a pointer chase over 512 MiB on a
+# huge arena and a plain one.  Rows run interleaved, after the other
+# workloads.
+KINDS_WORKLOADS = ["blockcache", "chase"]
+BLOCKCACHE_ROWS = [
+    ("nodump arena on the PageArena, retain:false", "nodump_pa", RETAIN_OFF),
+    ("folly-style nodump hook, retain:false", "nodump_folly", RETAIN_OFF),
+    ("default hooks, retain:false", "default", RETAIN_OFF),
+    ("nodump arena on the PageArena, retain:true", "nodump_pa", {}),
+    ("folly-style nodump hook, retain:true", "nodump_folly", {}),
+    ("default hooks, retain:true", "default", {}),
+]
+CHASE_ROWS = [("huge arena (HAK_ARENA_HUGE)", "chase_huge", {}),
+              ("plain arena (PageArena hooks)", "chase_plain", {})]
+
+
+def kinds_live_problem(arg, f):
+    """Why a bench_blockcache RESULT does not prove its variant, or None."""
+    hooks, kinds = as_int(f, "hook_allocs"), as_int(f, "kind_arenas")
+    if arg == "nodump_pa" and (kinds != 1 or not hooks):
+        return "kind_arenas=%s hook_allocs=%s, expected 1 and > 0" % (kinds, hooks)
+    if arg == "nodump_folly" and (kinds != 0 or not hooks):
+        return "hook_allocs=%s, expected > 0 (the folly-style alloc hook)" % hooks
+    if arg == "default" and hooks != 0:
+        return "hook_allocs=%s, expected 0 with jemalloc's own hooks" % hooks
+    huge = as_int(f, "kind_huge_arenas")
+    if arg.startswith("chase") and huge != (1 if arg == "chase_huge" else 0):
+        return "kind_huge_arenas=%s" % huge
+    return None
+
+
+def perf_dtlb_note():
+    """What `perf stat -e dTLB-load-misses` says on this machine."""
+    if not shutil.which("perf"):
+        return "perf not installed"
+    try:
+        p = subprocess.run(["perf", "stat", "-x,", "-e", "dTLB-load-misses", "true"],
+                           capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError) as e:
+        return "perf failed: %s" % e
+    line = (p.stderr.strip().splitlines() or [""])[-1]
+    return "perf stat -e dTLB-load-misses: %s" % (
+        "<not supported>" if "not supported" in line else "counts" if line[:1].isdigit()
+        else (line or "no output"))
+
+
+def kinds_report(args, build, env0, timeout, scales, csv_rows, runs):
+    """Run the arena-kinds rows (into runs, keyed (workload, row name));
+    return their markdown tables."""
+    todo = [w for w in args.only if w in KINDS_WORKLOADS]
+    if not todo:
+        return []
+    binary = find_binary(build, "bench_blockcache")
+    if not binary:
+        return ["## arena kinds", "", "skipped: bench_blockcache not built", ""]
+    plan = [(w, row, rep) for w in todo for rep in range(1, args.reps + 1)
+            for row in (BLOCKCACHE_ROWS if w == "blockcache" else CHASE_ROWS)]
+    for i, (w, (name, arg, env), rep) in enumerate(plan):
+        prior = runs.get((w, name), [])
+        if any(r["status"] != "ok" for r in prior):
+            continue
+        code, out, err, ru, wall = run_child([binary, arg, "%g" % scales[w]],
+                                             dict(env0, **env), timeout)
+        f = parse_result(out) or {}
+        r = {"status": "ok", "detail": "", "minflt": ru.ru_minflt, "wall": wall,
+             "maxrss_kib": as_int(f, "rss_kib") or ru.ru_maxrss, "fields": f, "extra": {}}
+        last_err = err.strip().splitlines()[-1] if err.strip() else ""
+        if code is None:
+            r["status"], r["detail"] = "FAILED", "timeout after %gs" % timeout
+        elif code != 0 or f.get("check") != "ok":
+            r["status"], r["detail"] = "FAILED", "exit %s, check=%s %s" % (
+                code, f.get("check"), last_err)
+        else:
+            try:
+                r["ops"], r["secs"] = int(f["ops"]), float(f["secs"])
+                r["ops_per_s"] = r["ops"] / r["secs"] if r["secs"] > 0 else float("inf")
+            except (KeyError, ValueError):
+                r["status"], r["detail"] = "FAILED", "malformed RESULT line"
+            problem = r["status"] == "ok" and kinds_live_problem(arg, f)
+            if problem:
+                r["status"], r["detail"] = "NOT LIVE", problem
+        runs.setdefault((w, name), []).append(r)
+        csv_rows.append([w, name, rep, r.get("ops", ""), "%.6f" % r["secs"] if "secs" in r else "",
+                         "%.1f" % r["ops_per_s"] if "ops_per_s" in r else "", r["minflt"],
+                         r["maxrss_kib"], ru.ru_maxrss, r["status"], r["detail"],
+                         " ".join("%s=%s" % kv for kv in sorted(f.items())
+                                  if kv[0] not in ("workload", "ops", "secs", "check"))])
+        note("[kinds %d/%d] %-10s %-45s rep %d: %s, %.2fs wall" % (
+            i + 1, len(plan), w, name, rep,
+            "%.2fs" % r["secs"] if r["status"] == "ok" else "%s (%s)" % (r["status"], r["detail"]),
+            wall))
+    md = []
+    if "blockcache" in todo:
+        for setting in ("retain:false", "retain:true"):
+            rows = [n for n, _, _ in BLOCKCACHE_ROWS if n.endswith(setting)]
+            summ = summarize(runs, rows, "blockcache")
+            add_ratios(summ, rows[2])
+            md += workload_table("blockcache, " + setting, scales["blockcache"], summ, rows, {},
+                                 rows[2])
+            pa, folly, base = (summ.get(n) for n in rows)
+            if all(s and s["status"] == "ok" for s in (pa, folly, base)):
+                vs_folly = pa["secs"] / folly["secs"]
+                if setting == "retain:false":
+                    md += ["Goals (retain:false): time %.2fx default hooks (goal <= 1.05: %s), faults"
+                           " %.2fx (goal <= 0.5: %s), time %.2fx the folly-style hook (goal <= 1: %s)."
+                           % (pa["time_ratio"], "met" if pa["time_ratio"] <= 1.05 else "NOT met",
+                              pa["faults_ratio"], "met" if pa["faults_ratio"] <= 0.5 else "NOT met",
+                              vs_folly, "met" if vs_folly <= 1.0 else "NOT met"), ""]
+                else:
+                    md += ["Under retain:true the nodump arena on the PageArena takes %.2fx the time,"
+                           " %.2fx the faults and %.2fx the peak RSS of jemalloc's own hooks, and"
+                           " %.2fx the time of the folly-style hook."
+                           % (pa["time_ratio"], pa["faults_ratio"], pa["rss_ratio"], vs_folly), ""]
+    if "chase" in todo:
+        md += ["## chase (scale %g): 512 MiB pointer chase" % scales["chase"], "",
+               "Time of the timed loop (wall and the thread's CPU time), setup (map, fault in,"
+               " link); dTLB read misses counted in-process with perf_event_open (n/a where the"
+               " kernel refuses the event; %s)." % perf_dtlb_note(), "",
+               "| arena | loads | wall (s) | CPU (s) | ns per load (CPU) | setup (s) | dTLB misses"
+               " | AnonHugePages (MiB) | minor faults | peak RSS (MiB) |",
+               "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for name, _, _ in CHASE_ROWS:
+            rs = runs.get(("chase", name), [])
+            bad = [r for r in rs if r["status"] != "ok"]
+            if not rs:
+                continue
+            if bad:
+                md.append("| %s | %s: %s | | | | | | | | |" % (name, bad[0]["status"],
+                                                             bad[0]["detail"].replace("|", "/")))
+                continue
+
+            def med(key, rs=rs):
+                vals = [float(r["fields"].get(key, "nan")) for r in rs]
+                return statistics.median(vals)
+            dtlb = med("dtlb_misses")
+            md.append("| %s | %d | %.3f | %.3f | %.0f | %.2f | %s | %.0f | %d | %.1f |" % (
+                name, int(med("ops")), med("secs"), med("cpu_secs"),
+                1e9 * med("cpu_secs") / med("ops"), med("setup_secs"),
+                "n/a" if dtlb < 0 else "%d" % dtlb, med("anon_huge_kib") / 1024,
+                statistics.median(r["minflt"] for r in rs),
+                statistics.median(r["maxrss_kib"] for r in rs) / 1024))
+        md.append("")
+    return md
+
+
 GNUPLOT_SCRIPT = """\
 set terminal svg size {width},520 dynamic background rgb 'white' font 'sans,11'
 set termoption noenhanced
@@ -786,7 +938,7 @@ def main():
     build = os.path.abspath(args.build)
     bins = {}
     for w in args.only:
-        if w == "arenas":
+        if w == "arenas" or w in KINDS_WORKLOADS:
             continue
         prog = WORKLOAD_BIN.get(w, "bench_workloads")
         if prog not in bins:
@@ -817,6 +969,8 @@ def main():
     env0 = base_env()
     plan = []
     for w in args.only:
+        if w in KINDS_WORKLOADS:
+            continue  # run by kinds_report
         nreps = args.reps_of[w]
         for rep in range(1, nreps + 1):
             if w == "arenas":
@@ -888,6 +1042,8 @@ def main():
     md = machine_header(args, scales, libs)
     md.append("")
     for w in args.only:
+        if w in KINDS_WORKLOADS:
+            continue
         if w == "arenas":
             rows = [r[0] for r in ARENA_ROWS]
             summ = summarize(runs, rows, w)
@@ -906,14 +1062,16 @@ def main():
             md += idle_table(summ, cfg_names, skipped, args.idle)
         elif w == "malloc_large":
             md += spread_table(summ, cfg_names)
-    gm_lines, _ = geomean_table(summaries, [c for c in cfg_names if c not in skipped],
-                                [w for w in args.only if w != "arenas"])
-    md += gm_lines
-    md += hardening_table(summaries, [w for w in args.only if w != "arenas"])
+    if summaries:
+        gm_lines, _ = geomean_table(summaries, [c for c in cfg_names if c not in skipped],
+                                    [w for w in args.only if w != "arenas"])
+        md += gm_lines
+        md += hardening_table(summaries, [w for w in args.only if w != "arenas"])
     charts = write_charts(outdir, summaries, [c for c in cfg_names if c not in skipped],
                           args.only)
     if charts:
         md += ["Charts: " + ", ".join(os.path.basename(c) for c in charts), ""]
+    md += kinds_report(args, build, env0, timeout, scales, csv_rows, runs)
     text = "\n".join(md)
     print(text, flush=True)
 

@@ -12,6 +12,7 @@
 #include "arena/page_arena.h"
 #include "hakmem.h"
 #include "hooks/hk_extent.h"
+#include "hooks/hk_kinds.h"
 #if HK_WITH_POOLS
 #include "hooks/hk_guard.h"
 #include "hooks/hk_jemalloc.h"
@@ -25,6 +26,7 @@ typedef struct hk_snapshot {
     pa_stats pa;
     uint64_t madvise;
     hk_hook_stats hooks;
+    hk_kinds_stats kinds;
 #if HK_WITH_POOLS
     pool_stats pool[POOL_COUNT];
     uint64_t large_nmalloc, large_nfree;
@@ -36,6 +38,7 @@ static void snapshot(hk_snapshot *s) {
     pa_stats_get(&s->pa);
     s->madvise = atomic_load_explicit(&pa_os_nmadvise, memory_order_relaxed);
     hk_hook_stats_get(&s->hooks);
+    hk_kinds_stats_get(&s->kinds);
 #if HK_WITH_POOLS
     pool_stats_get(s->pool);
     hk_je_stats(&s->large_nmalloc, &s->large_nfree);
@@ -47,6 +50,16 @@ typedef struct { const char *name; size_t off; const char *doc; } hk_stat;
 #define PA(f) offsetof(hk_snapshot, pa.f)
 #define HK(f) offsetof(hk_snapshot, hooks.f)
 #define POOL(p, f) offsetof(hk_snapshot, pool[p].f)
+#define KIND(i, f) offsetof(hk_snapshot, kinds.k[i].f)
+#define KIND_ROWS(i, name)                                                                     \
+    {"stats.arena_kinds." name ".arenas", KIND(i, arenas), "live arenas of the kind"},         \
+    {"stats.arena_kinds." name ".mapped", KIND(i, mapped), "bytes the kind holds"},            \
+    {"stats.arena_kinds." name ".cached", KIND(i, cached), "bytes in its cache or free in its windows"}, \
+    {"stats.arena_kinds." name ".active", KIND(i, active), "bytes its arenas hold"},           \
+    {"stats.arena_kinds." name ".hits", KIND(i, hits), "extents served from its cache or window"}, \
+    {"stats.arena_kinds." name ".misses", KIND(i, misses), "requests needing a new span (window: refused)"}, \
+    {"stats.arena_kinds." name ".returned", KIND(i, returned), "bytes reset and given back to the shared caches"}, \
+    {"stats.arena_kinds." name ".advise_failed", KIND(i, advise_failed), "madvise calls the kernel refused"}
 
 static const hk_stat stat_table[] = {
     {"stats.page_arena.hot.hits", PA(hot_hits), "4 KiB pages served from the hot tier"},
@@ -72,6 +85,11 @@ static const hk_stat stat_table[] = {
     {"stats.hooks.forwarded_calls", HK(forwarded_calls), "hook calls forwarded to an arena's previous hooks"},
     {"stats.hooks.bytes_active", HK(bytes_active), "bytes held by jemalloc arenas through the hooks"},
     {"stats.hooks.arenas", HK(arenas), "jemalloc arenas the hooks have given an extent to"},
+    KIND_ROWS(HK_KIND_NODUMP, "nodump"),
+    KIND_ROWS(HK_KIND_HUGE, "huge"),
+    KIND_ROWS(HK_KIND_RANGE, "range"),
+    {"stats.arena_kinds.huge.thp_mode", offsetof(hk_snapshot, kinds.thp_mode), "kernel THP mode: 0 none or never, 1 madvise, 2 always"},
+    {"stats.arena_kinds.tcaches", offsetof(hk_snapshot, kinds.tcaches), "private thread caches alive"},
 #if HK_WITH_POOLS
 #define POOL_ROWS(p, name)                                                              \
     {"stats." name ".allocated", POOL(p, allocated), "bytes of slabs/runs held"},      \
@@ -142,7 +160,7 @@ HK_EXPORT int hak_mallctl(const char *name, void *oldp, size_t *oldlenp,
             return EINVAL;
         return hak_arena_create(oldp);
     }
-    return ENOENT;
+    return hk_kinds_ctl(name, oldp, oldlenp, newp, newlen); /* arena_kinds.*, arena.<i>.* */
 }
 
 /* ---- printing -------------------------------------------------------------- */

@@ -40,6 +40,59 @@ int hak_arena_create(unsigned *arena_ind);
  * Returns 0 or an errno value. */
 int hak_arena_attach(unsigned arena_ind);
 
+/* ---- arena kinds ----------------------------------------------------------
+ * Arenas with options, for what extent-hook users build by hand: arenas
+ * kept out of core dumps, on transparent huge pages, or inside a reserved
+ * address window.  Their extents still come from (and go back to) the one
+ * PageArena, reset first where their kind requires it; each special arena
+ * has a hook table of its own and keeps its jemalloc metadata out of its
+ * special memory.  Flags for hak_arena_opts.flags: */
+#define HAK_ARENA_NODUMP 0x01u      /* every extent MADV_DONTDUMP (out of core dumps) */
+#define HAK_ARENA_HUGE 0x02u        /* extents from 2 MiB-aligned MADV_HUGEPAGE spans */
+#define HAK_ARENA_RANGE 0x04u       /* every extent inside [range_base, range_base + range_size) */
+#define HAK_ARENA_RANGE_LOW 0x08u   /* with RANGE and range_base NULL: a window below 4 GiB */
+#define HAK_ARENA_TCACHE 0x10u      /* hak_arena_flags gives each thread a private tcache */
+#define HAK_ARENA_DIRTY_DECAY 0x20u /* dirty_decay_ms is set */
+#define HAK_ARENA_MUZZY_DECAY 0x40u /* muzzy_decay_ms is set */
+#define HAK_ARENA_GROW_LIMIT 0x80u  /* retain_grow_limit is set (default 2 MiB) */
+
+typedef struct hak_arena_opts {
+    unsigned flags;           /* HAK_ARENA_* */
+    void *range_base;         /* RANGE: page-aligned start (2 MiB with HUGE); NULL: anywhere */
+    size_t range_size;        /* RANGE: a page multiple, at most 1 TiB */
+    long dirty_decay_ms;      /* DIRTY_DECAY: arena.<i>.dirty_decay_ms (-1: never purge) */
+    long muzzy_decay_ms;      /* MUZZY_DECAY: arena.<i>.muzzy_decay_ms (-1: never purge) */
+    size_t retain_grow_limit; /* GROW_LIMIT: arena.<i>.retain_grow_limit (>= 4 KiB) */
+} hak_arena_opts;
+
+/* Create a jemalloc arena with these options.  Returns 0, or
+ *   EINVAL  a NULL argument, an unknown flag, range_base/range_size or
+ *           HAK_ARENA_RANGE_LOW without HAK_ARENA_RANGE, an empty,
+ *           misaligned or oversized window or one past the address space,
+ *           RANGE_LOW with a range_base or a window too large for it, a
+ *           decay below -1, a retain_grow_limit below 4 KiB;
+ *   EEXIST  something is already mapped in the requested window;
+ *   ENOMEM  the window or the arena cannot be had;
+ *   others  jemalloc's error.
+ * On failure nothing is left behind and *arena_ind is not written.  With no
+ * kind flag, the arena is an ordinary one (the hak_arena_create hooks) with
+ * the given options. */
+int hak_arena_create_with(unsigned *arena_ind, const hak_arena_opts *opts);
+
+/* The mallocx/dallocx flags for arena_ind on the calling thread:
+ * MALLOCX_ARENA(arena_ind) and, for an arena made with HAK_ARENA_TCACHE,
+ * MALLOCX_TCACHE of this thread's private cache for it (made on the first
+ * call; destroyed when the thread exits or the arena is destroyed),
+ * otherwise MALLOCX_TCACHE_NONE.  Free that arena's blocks with the same
+ * flags: a block freed through the default thread cache can be handed out
+ * by an ordinary malloc.  Returns 0, or EINVAL. */
+int hak_arena_flags(unsigned arena_ind, int *mallocx_flags);
+
+/* Destroy an arena (any arena created through mallctl or HAKMEM): its
+ * private thread caches first, then arena.<i>.destroy, then its window.
+ * No thread may use the arena during or after the call.  0 or an errno. */
+int hak_arena_destroy(unsigned arena_ind);
+
 /* mallctl-style control and statistics, jemalloc's conventions.
  *
  * Names:
@@ -73,6 +126,23 @@ int hak_arena_attach(unsigned arena_ind);
  *                       newlen 0.
  *   "arena.create"      read: unsigned, a new jemalloc arena on the
  *                       PageArena hooks (as hak_arena_create); newp NULL.
+ *   Arena kinds (hak_arena_create_with):
+ *     stats.arena_kinds.{nodump,huge,range}.*
+ *                           arenas, mapped, cached, active, hits, misses,
+ *                           returned, advise_failed (an arena counts under
+ *                           each of its kinds)
+ *     stats.arena_kinds.huge.thp_mode  0 none or never, 1 madvise, 2 always
+ *     stats.arena_kinds.tcaches        private thread caches alive
+ *     "arena_kinds.purge", "arena_kinds.nodump.purge",
+ *     "arena_kinds.huge.purge"  trigger (no argument): the no-dump/huge
+ *                           caches give every range back, reset.
+ *     "arena.<i>.kind"          read: unsigned, the HAK_ARENA_* flags the
+ *                               arena was made with;
+ *     "arena.<i>.mallocx_flags" read: int, as hak_arena_flags;
+ *     "arena.<i>.window_base", "arena.<i>.window_size"
+ *                               read: uint64_t, a range arena's window.
+ *     ENOENT for an index HAKMEM did not make (window_*: not a range
+ *     arena); EPERM with newp; EINVAL for a wrong or missing *oldlenp.
  *
  * For "opt." and "stats." names, with oldp or oldlenp NULL the name is only
  * checked; otherwise *oldlenp must be sizeof(uint64_t).

@@ -7,6 +7,10 @@
 #    LD_PRELOAD=libhakmem.so: exit 0, the workload's own data check passed
 #    (a block handed out twice or overwritten fails it), libhakmem provided
 #    malloc, and the workload's own RESULT fields are there.
+#  - bench.blockcache.<variant> (label `bench`): each block-cache variant
+#    of bench_blockcache at 1/50 of its volume: check=ok (a cached block
+#    overwritten or a NULL from mallocx fails it) and the fields that prove
+#    the variant ran on its own hooks (the rule bench/run.py applies).
 #  - bench.usage.* (label `bench`): bad command lines, exact message and
 #    exit status.
 if(HAKMEM_SANITIZE)
@@ -56,6 +60,23 @@ get_property(_bench_all DIRECTORY PROPERTY TESTS)
 list(FILTER _bench_all INCLUDE REGEX "^bench\\.workload\\.")
 set_tests_properties(${_bench_all} PROPERTIES LABELS "preload;bench" TIMEOUT 120
                      ENVIRONMENT "LD_PRELOAD=$<TARGET_FILE:hakmem>")
+
+# bench_blockcache: variant | what its RESULT line must show.
+set(HK_BBC $<TARGET_FILE:bench_blockcache>)
+foreach(c "nodump_pa|hook_allocs=[1-9][0-9]* kind_arenas=1 "
+          "nodump_folly|hook_allocs=[1-9][0-9]* kind_arenas=0 "
+          "default|hook_allocs=0 kind_arenas=0 ")
+  string(REPLACE "|" ";" f "${c}")
+  list(GET f 0 v)
+  list(GET f 1 re)
+  add_test(NAME bench.blockcache.${v} COMMAND ${HK_BBC} ${v} 0.02)
+  set_tests_properties(bench.blockcache.${v} PROPERTIES LABELS bench TIMEOUT 120
+                       PASS_REGULAR_EXPRESSION "RESULT workload=blockcache_${v} .*check=ok .*${re}")
+endforeach()
+add_test(NAME bench.usage.blockcache COMMAND ${CHECKER} 2
+         "usage: ${HK_BBC} <nodump_pa|nodump_folly|default|chase_huge|chase_plain> <scale>"
+         ${HK_BBC} nodump 1)
+set_tests_properties(bench.usage.blockcache PROPERTIES LABELS bench TIMEOUT 60)
 
 # Bad command lines.
 set(HK_BW_USAGE "usage: ${HK_BW} <workload> <scale> [<idle-seconds>]
