@@ -277,7 +277,14 @@ static void drain_notify(pool_heap *h) {
 
 /* ---- heaps ----------------------------------------------------------------- */
 
-static void heap_key_destructor(void *h) { pool_thread_exit(); }
+/* Set when the thread's heap was given up at its exit: a free from a later
+ * destructor does not take a heap again (nothing would give it back). */
+static __thread bool tl_exited __attribute__((tls_model("initial-exec")));
+
+static void heap_key_destructor(void *h) {
+    tl_exited = true;
+    pool_thread_exit();
+}
 
 static void fork_child(void) {
     if (pa_lock_reset(&abandon_lock))
@@ -482,12 +489,15 @@ pool_ptr_kind pool_check(const void *p) {
     return POOL_PTR_OK;
 }
 
-pool_ptr_kind pool_free_slow(void *p) {
-    pool_ptr_kind k = pool_check(p);
-    if (k != POOL_PTR_OK)
-        return k;
-    pool_slab *s = (pool_slab *)pa_pagemap_get(p);
+pool_ptr_kind pool_free_slow(void *p, const pa_desc *d, bool want_heap) {
+    pool_slab *s = (pool_slab *)d;
+    if (!pool_block_ok(s, p))
+        return POOL_PTR_INVALID;
+    if (((const uintptr_t *)p)[1] == (POOL_FREED_MARK ^ (uintptr_t)p))
+        return POOL_PTR_DOUBLE;
     pool_heap *me = pool_tl_heap, *owner = s->hdr.owner;
+    if (me == &pool_empty_heap && want_heap && !tl_exited && pool_heap_ensure())
+        me = pool_tl_heap; /* a thread that only frees: count in its own heap */
     if (owner == me) { /* only reached when the fast path was not inlined */
         pool_free_fast(p, &s->hdr);
         return POOL_PTR_OK;

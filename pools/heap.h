@@ -173,8 +173,11 @@ void *pool_malloc_slow(size_t n);
 /* What a pointer is, for free / realloc / usable size. */
 typedef enum { POOL_PTR_NOT_POOL, POOL_PTR_OK, POOL_PTR_INVALID, POOL_PTR_DOUBLE } pool_ptr_kind;
 pool_ptr_kind pool_check(const void *p);
-/* Free from any thread.  Returns POOL_PTR_OK, or the fault (nothing touched). */
-pool_ptr_kind pool_free_slow(void *p);
+/* Free p, whose page-map descriptor d is a slab's, from any thread.  Returns
+ * POOL_PTR_OK, or the fault (nothing touched).  want_heap: a thread with no
+ * heap takes one (not in jemalloc mode, not after its exit), so that its
+ * frees are counted without a shared atomic. */
+pool_ptr_kind pool_free_slow(void *p, const pa_desc *d, bool want_heap);
 /* Usable size of a pool block (0 if p is not one). */
 size_t pool_usable_size(const void *p);
 /* Block size for an allocation of n bytes aligned to `align` (<= 4 KiB), or
