@@ -149,7 +149,7 @@ void pool_free_local_slow(pool_heap *h, pool_slab *s);
 /* Free fast path for the owning thread; d is p's page-map descriptor.
  * False: not ours to free here (no heap, another heap's or nobody's pointer,
  * interior pointer, double free) -- the caller's slow path sorts it out. */
-static inline bool pool_free_fast(void *p, const pa_desc *d) {
+static inline __attribute__((always_inline)) bool pool_free_fast(void *p, const pa_desc *d) {
     pool_slab *s = (pool_slab *)d;
     pool_heap *h = pool_tl_heap;
     uintptr_t *w = p;
@@ -159,9 +159,15 @@ static inline bool pool_free_fast(void *p, const pa_desc *d) {
     w[0] = pool_link_enc(s, s->free);
     w[1] = POOL_FREED_MARK ^ (uintptr_t)p;
     s->free = p;
-    pool_count(&h->nfree[s->cls]);
-    if (PA_UNLIKELY(--s->used == 0 || s->full))
-        pool_free_local_slow(h, s);
+    unsigned c = s->cls;
+    pool_count(&h->nfree[c]);
+    uint32_t used = --s->used;
+    if (PA_UNLIKELY(used == 0 || s->full)) {
+        /* An emptied current Tiny/Mid slab stays as it is (see keep_empty
+         * in heap.c): a malloc/free pair of one block needs no call. */
+        if (used != 0 || s != h->cur[c] || s->block_size > MID_MAX)
+            pool_free_local_slow(h, s);
+    }
     return true;
 }
 
