@@ -51,7 +51,8 @@ typedef struct pool_slab {
     size_t span_bytes;
     struct pool_slab *next, *prev; /* the heap's list of slabs with free blocks */
     /* Remote frees: a block list; bit 0 set = listed on the heap's notify
-     * stack (or about to be), cleared only by the drain that pops it. */
+     * stack (or about to be), cleared only by the drain that pops it; bits
+     * 48-63 the number of blocks on the list (heap.c, REMOTE_COUNT). */
     _Atomic uintptr_t remote;
     struct pool_slab *notify_next;
 } pool_slab;
