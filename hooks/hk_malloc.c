@@ -111,6 +111,12 @@ static void *malloc_routed(size_t n) {
 static HK_NOINLINE void free_routed(void *p, const pa_desc *d, const char *fn);
 
 void hk_free_slow(void *p, const pa_desc *d, const char *fn) {
+    if (d && d->kind == PA_KIND_SLAB) { /* another thread's block, or a fault */
+        const char *fault = pool_fault(pool_free_slow(p, d, !hk_je_mode()));
+        if (PA_UNLIKELY(fault != NULL))
+            hak_misuse(fn, p, fault);
+        return;
+    }
     if (d && d->kind == PA_KIND_JE && hk_je_direct()) {
         hk_je_direct_free(p);
         return;
@@ -125,7 +131,7 @@ static void free_routed(void *p, const pa_desc *d, const char *fn) {
     const char *fault;
     switch (o.kind) {
     case OWNER_POOL:
-        fault = pool_fault(pool_free_slow(p));
+        fault = pool_fault(pool_free_slow(p, d, !hk_je_mode()));
         break;
     case OWNER_JE:
         fault = hk_je_free(p);

@@ -23,7 +23,7 @@ static inline void *hk_malloc(size_t n) {
 
 /* Free p; `fn` names the caller in an error line ("free", "operator
  * delete"). */
-static inline void hk_free_as(void *p, const char *fn) {
+static inline __attribute__((always_inline)) void hk_free_as(void *p, const char *fn) {
     const pa_desc *d = pa_pagemap_get(p); /* one lookup for both paths */
     if (PA_UNLIKELY(!pool_free_fast(p, d)))
         hk_free_slow(p, d, fn);

@@ -1,6 +1,9 @@
-// hk_new.cc - owns the 20 C++ operator new / delete forms of libhakmem.so
-// (plain, array, nothrow, align_val_t, sized).  A throwing new calls the
-// new-handler and retries, then throws std::bad_alloc, as the standard says.
+// hk_new.cc - owns the C++ operator new / delete forms of libhakmem.so but
+// the six hot ones (plain and array new, unsized and sized delete), which
+// hk_exports.c defines as the fast path itself: nothrow, align_val_t and the
+// aligned deletes, and the new-handler loop of every throwing new.  A
+// throwing new calls the new-handler and retries, then throws
+// std::bad_alloc, as the standard says.
 #include <cstddef>
 #include <new>
 
@@ -10,6 +13,7 @@ extern "C" {
 void *hk_cxx_new(std::size_t n);
 void *hk_cxx_new_aligned(std::size_t n, std::size_t align);
 void hk_cxx_delete(void *p);
+void *hk_cxx_new_retry(std::size_t n);
 }
 
 static void *new_throwing(std::size_t n) {
@@ -22,6 +26,15 @@ static void *new_throwing(std::size_t n) {
             throw std::bad_alloc();
         h();
     }
+}
+
+// operator new and new[] (hk_exports.c) after the slow path failed once.
+extern "C" void *hk_cxx_new_retry(std::size_t n) {
+    std::new_handler h = std::get_new_handler();
+    if (!h)
+        throw std::bad_alloc();
+    h();
+    return new_throwing(n);
 }
 
 static void *new_aligned_throwing(std::size_t n, std::align_val_t a) {
@@ -52,8 +65,6 @@ static void *new_aligned_nothrow(std::size_t n, std::align_val_t a) noexcept {
     }
 }
 
-HK_EXPORT void *operator new(std::size_t n) { return new_throwing(n); }
-HK_EXPORT void *operator new[](std::size_t n) { return new_throwing(n); }
 HK_EXPORT void *operator new(std::size_t n, const std::nothrow_t &) noexcept { return new_nothrow(n); }
 HK_EXPORT void *operator new[](std::size_t n, const std::nothrow_t &) noexcept { return new_nothrow(n); }
 HK_EXPORT void *operator new(std::size_t n, std::align_val_t a) { return new_aligned_throwing(n, a); }
@@ -65,12 +76,8 @@ HK_EXPORT void *operator new[](std::size_t n, std::align_val_t a, const std::not
     return new_aligned_nothrow(n, a);
 }
 
-HK_EXPORT void operator delete(void *p) noexcept { hk_cxx_delete(p); }
-HK_EXPORT void operator delete[](void *p) noexcept { hk_cxx_delete(p); }
 HK_EXPORT void operator delete(void *p, const std::nothrow_t &) noexcept { hk_cxx_delete(p); }
 HK_EXPORT void operator delete[](void *p, const std::nothrow_t &) noexcept { hk_cxx_delete(p); }
-HK_EXPORT void operator delete(void *p, std::size_t) noexcept { hk_cxx_delete(p); }
-HK_EXPORT void operator delete[](void *p, std::size_t) noexcept { hk_cxx_delete(p); }
 HK_EXPORT void operator delete(void *p, std::align_val_t) noexcept { hk_cxx_delete(p); }
 HK_EXPORT void operator delete[](void *p, std::align_val_t) noexcept { hk_cxx_delete(p); }
 HK_EXPORT void operator delete(void *p, std::align_val_t, const std::nothrow_t &) noexcept {

@@ -38,6 +38,20 @@ static pthread_key_t heap_key;
 static atomic_int init_state; /* 0 new, 1 registering, 2 ready */
 static uintptr_t link_secret; /* the process's secret; each slab's key mixes it */
 
+/* The remote word: the head block (below 2^47, as every pointer the page map
+ * knows), bit 0 the listed bit, bits 48-63 the number of blocks on the list
+ * (at most a slab's capacity, 4096, since a block is freed once before the
+ * owner drains it). */
+#define REMOTE_LISTED ((uintptr_t)1)
+#define REMOTE_COUNT_SHIFT 48
+#define REMOTE_COUNT ((uintptr_t)1 << REMOTE_COUNT_SHIFT)
+#define REMOTE_HEAD_MASK (REMOTE_COUNT - 1)
+_Static_assert(PM_VA_BITS < REMOTE_COUNT_SHIFT, "remote count above the pointer bits");
+
+static inline uintptr_t *remote_head(uintptr_t r) {
+    return (uintptr_t *)(r & REMOTE_HEAD_MASK & ~REMOTE_LISTED);
+}
+
 static void count_add(_Atomic uint64_t *c, int64_t d) {
     atomic_fetch_add_explicit(c, (uint64_t)d, memory_order_relaxed);
 }
@@ -180,20 +194,31 @@ static void slab_empty(pool_heap *h, pool_slab *s) {
     slab_release(s);
 }
 
-/* Move the slab's remote frees onto its own list, keeping the listed bit. */
+/* Move the slab's remote frees onto its own list, keeping the listed bit.
+ * The remote word carries the count of its blocks (REMOTE_COUNT), so a
+ * slab with no local free block (a refill's case) takes the remote list
+ * whole, without walking it: its links are then checked one by one as the
+ * malloc fast path pops them, like local links.  Otherwise the list is
+ * walked to its tail, each link checked before it is followed. */
 static uint32_t slab_drain_remote(pool_slab *s, bool clear_listed) {
     uintptr_t r = atomic_load(&s->remote);
     if (!clear_listed) {
-        if (r <= 1)
+        if (r <= REMOTE_LISTED)
             return 0;
-        while (!atomic_compare_exchange_weak(&s->remote, &r, r & 1))
+        while (!atomic_compare_exchange_weak(&s->remote, &r, r & REMOTE_LISTED))
             ;
     } else {
         r = atomic_exchange(&s->remote, 0);
     }
-    uintptr_t *b = (uintptr_t *)(r & ~(uintptr_t)1);
+    uintptr_t *b = remote_head(r);
     if (!b)
         return 0;
+    if (!s->free) {
+        uint32_t n = (uint32_t)(r >> REMOTE_COUNT_SHIFT);
+        s->free = b;
+        s->used -= n;
+        return n;
+    }
     uint32_t n = 1;
     uintptr_t *tail = b;
     for (;;) {
@@ -277,7 +302,14 @@ static void drain_notify(pool_heap *h) {
 
 /* ---- heaps ----------------------------------------------------------------- */
 
-static void heap_key_destructor(void *h) { pool_thread_exit(); }
+/* Set when the thread's heap was given up at its exit: a free from a later
+ * destructor does not take a heap again (nothing would give it back). */
+static __thread bool tl_exited __attribute__((tls_model("initial-exec")));
+
+static void heap_key_destructor(void *h) {
+    tl_exited = true;
+    pool_thread_exit();
+}
 
 static void fork_child(void) {
     if (pa_lock_reset(&abandon_lock))
@@ -482,12 +514,15 @@ pool_ptr_kind pool_check(const void *p) {
     return POOL_PTR_OK;
 }
 
-pool_ptr_kind pool_free_slow(void *p) {
-    pool_ptr_kind k = pool_check(p);
-    if (k != POOL_PTR_OK)
-        return k;
-    pool_slab *s = (pool_slab *)pa_pagemap_get(p);
+pool_ptr_kind pool_free_slow(void *p, const pa_desc *d, bool want_heap) {
+    pool_slab *s = (pool_slab *)d;
+    if (!pool_block_ok(s, p))
+        return POOL_PTR_INVALID;
+    if (((const uintptr_t *)p)[1] == (POOL_FREED_MARK ^ (uintptr_t)p))
+        return POOL_PTR_DOUBLE;
     pool_heap *me = pool_tl_heap, *owner = s->hdr.owner;
+    if (me == &pool_empty_heap && want_heap && !tl_exited && pool_heap_ensure())
+        me = pool_tl_heap; /* a thread that only frees: count in its own heap */
     if (owner == me) { /* only reached when the fast path was not inlined */
         pool_free_fast(p, &s->hdr);
         return POOL_PTR_OK;
@@ -497,8 +532,10 @@ pool_ptr_kind pool_free_slow(void *p) {
     w[1] = POOL_FREED_MARK ^ (uintptr_t)p;
     uintptr_t old = atomic_load(&s->remote);
     do
-        w[0] = pool_link_enc(s, (void *)(old & ~(uintptr_t)1));
-    while (!atomic_compare_exchange_weak(&s->remote, &old, (uintptr_t)p | 1));
+        w[0] = pool_link_enc(s, remote_head(old));
+    while (!atomic_compare_exchange_weak(
+        &s->remote, &old,
+        (uintptr_t)p | REMOTE_LISTED | ((old & ~REMOTE_HEAD_MASK) + REMOTE_COUNT)));
     if (me != &pool_empty_heap)
         pool_count(&me->nfree[cls]);
     else

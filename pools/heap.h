@@ -51,7 +51,8 @@ typedef struct pool_slab {
     size_t span_bytes;
     struct pool_slab *next, *prev; /* the heap's list of slabs with free blocks */
     /* Remote frees: a block list; bit 0 set = listed on the heap's notify
-     * stack (or about to be), cleared only by the drain that pops it. */
+     * stack (or about to be), cleared only by the drain that pops it; bits
+     * 48-63 the number of blocks on the list (heap.c, REMOTE_COUNT). */
     _Atomic uintptr_t remote;
     struct pool_slab *notify_next;
 } pool_slab;
@@ -149,7 +150,7 @@ void pool_free_local_slow(pool_heap *h, pool_slab *s);
 /* Free fast path for the owning thread; d is p's page-map descriptor.
  * False: not ours to free here (no heap, another heap's or nobody's pointer,
  * interior pointer, double free) -- the caller's slow path sorts it out. */
-static inline bool pool_free_fast(void *p, const pa_desc *d) {
+static inline __attribute__((always_inline)) bool pool_free_fast(void *p, const pa_desc *d) {
     pool_slab *s = (pool_slab *)d;
     pool_heap *h = pool_tl_heap;
     uintptr_t *w = p;
@@ -159,9 +160,15 @@ static inline bool pool_free_fast(void *p, const pa_desc *d) {
     w[0] = pool_link_enc(s, s->free);
     w[1] = POOL_FREED_MARK ^ (uintptr_t)p;
     s->free = p;
-    pool_count(&h->nfree[s->cls]);
-    if (PA_UNLIKELY(--s->used == 0 || s->full))
-        pool_free_local_slow(h, s);
+    unsigned c = s->cls;
+    pool_count(&h->nfree[c]);
+    uint32_t used = --s->used;
+    if (PA_UNLIKELY(used == 0 || s->full)) {
+        /* An emptied current Tiny/Mid slab stays as it is (see keep_empty
+         * in heap.c): a malloc/free pair of one block needs no call. */
+        if (used != 0 || s != h->cur[c] || s->block_size > MID_MAX)
+            pool_free_local_slow(h, s);
+    }
     return true;
 }
 
@@ -173,8 +180,11 @@ void *pool_malloc_slow(size_t n);
 /* What a pointer is, for free / realloc / usable size. */
 typedef enum { POOL_PTR_NOT_POOL, POOL_PTR_OK, POOL_PTR_INVALID, POOL_PTR_DOUBLE } pool_ptr_kind;
 pool_ptr_kind pool_check(const void *p);
-/* Free from any thread.  Returns POOL_PTR_OK, or the fault (nothing touched). */
-pool_ptr_kind pool_free_slow(void *p);
+/* Free p, whose page-map descriptor d is a slab's, from any thread.  Returns
+ * POOL_PTR_OK, or the fault (nothing touched).  want_heap: a thread with no
+ * heap takes one (not in jemalloc mode, not after its exit), so that its
+ * frees are counted without a shared atomic. */
+pool_ptr_kind pool_free_slow(void *p, const pa_desc *d, bool want_heap);
 /* Usable size of a pool block (0 if p is not one). */
 size_t pool_usable_size(const void *p);
 /* Block size for an allocation of n bytes aligned to `align` (<= 4 KiB), or
