@@ -214,7 +214,12 @@ add_test(NAME preload.env.mode_malformed COMMAND $<TARGET_FILE:preload_driver>
   --preload ${HK_PT_LIB} --env HAKMEM_MODE=fast
   --stderr "hakmem: HAKMEM_MODE='fast' is invalid: expected one of pools|jemalloc; using pools"
   --out "ok hot_size=1024 mode=0" --exit 0 -- $<TARGET_FILE:preload_misuse> work)
+add_test(NAME preload.env.background_malformed COMMAND $<TARGET_FILE:preload_driver>
+  --preload ${HK_PT_LIB} --env HAKMEM_BACKGROUND=yes
+  --stderr "hakmem: HAKMEM_BACKGROUND='yes' is invalid: expected an integer in [0, 1]; using 1"
+  --out "ok hot_size=1024 mode=0" --exit 0 -- $<TARGET_FILE:preload_misuse> work)
 set_tests_properties(preload.env.hot_size_malformed preload.env.mode_malformed
+                     preload.env.background_malformed
                      PROPERTIES LABELS "preload;pools" TIMEOUT 60)
 # Controls: well-formed values are taken silently.
 hk_pt_driver_test(preload.env.wellformed --env HAKMEM_PAGE_ARENA_HOT_SIZE=64
