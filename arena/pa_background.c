@@ -124,10 +124,18 @@ void pa_background_stop(void) {
 void pa_background_fork_child(bool cached) {
     atomic_store_explicit(&pa_bg_seq, 0, memory_order_relaxed);
     int s = atomic_load_explicit(&pa_bg_state, memory_order_relaxed);
-    if (s == PA_BG_WANTED || s == PA_BG_STARTING || s == PA_BG_RUNNING)
+    if (s == PA_BG_WANTED || s == PA_BG_STARTING || s == PA_BG_RUNNING) {
+#if defined(__SANITIZE_THREAD__)
+        /* ThreadSanitizer cannot create threads in the child of a
+         * multi-threaded process (ours made it one): decay stays on the
+         * slow paths there. */
+        atomic_store_explicit(&pa_bg_state, PA_BG_FAILED, memory_order_relaxed);
+        return;
+#endif
         atomic_store_explicit(&pa_bg_state,
                               cached || atomic_load(&bg_sticky) ? PA_BG_WANTED : PA_BG_OFF,
                               memory_order_relaxed);
+    }
 }
 
 /* At exit and at dlclose: the thread must not run on in unmapped code. */
