@@ -112,7 +112,7 @@ static unsigned bg_note_locked(void) {
  * once it frees, and a safe point to create the thread (a malloc slow path)
  * may not come after that (a quiet process allocates from its caches). */
 static void bg_note_cold(size_t size) {
-    if (PA_UNLIKELY(g.background) &&
+    if (g.background &&
         atomic_load_explicit(&bytes_out, memory_order_relaxed) + size > BG_WANT_OUT)
         pa_background_want();
 }
