@@ -30,6 +30,8 @@ const hak_option hak_options[OPT_COUNT] = {
                            "MiB of odd-sized ranges kept resident for reuse"},
     [OPT_PA_THP] = {"page_arena.thp", "HAKMEM_PAGE_ARENA_THP", 0, 1, 0, NULL,
                     "1: ask for transparent huge pages on 2 MiB spans"},
+    [OPT_BACKGROUND] = {"background", "HAKMEM_BACKGROUND", 0, 1, 1, NULL,
+                        "1: a background thread returns idle cached memory to the OS on time"},
     [OPT_MODE] = {"mode", "HAKMEM_MODE", 0, 1, MODE_POOLS, mode_words,
                   "pools: HAKMEM's pools; jemalloc: every size to hooked jemalloc arenas"},
     [OPT_ON_ERROR] = {"on_error", "HAKMEM_ON_ERROR", 0, 1, ON_ERROR_ABORT, on_error_words,

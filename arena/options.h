@@ -15,6 +15,7 @@ enum hak_opt_id {
     OPT_PA_DECAY_MS,    /* HAKMEM_PAGE_ARENA_DECAY_MS */
     OPT_PA_ODD_CAP_MB,  /* HAKMEM_PAGE_ARENA_ODD_CAP_MB */
     OPT_PA_THP,         /* HAKMEM_PAGE_ARENA_THP */
+    OPT_BACKGROUND,     /* HAKMEM_BACKGROUND */
     OPT_MODE,           /* HAKMEM_MODE: pools | jemalloc */
     OPT_ON_ERROR,       /* HAKMEM_ON_ERROR: abort | warn */
     OPT_GUARD,          /* HAKMEM_GUARD: guard pages above 64 KiB */

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "arena/options.h"
+#include "arena/pa_background.h"
 #include "arena/pa_meta.h"
 
 #define SZ_64K ((size_t)64 << 10)
@@ -26,6 +27,8 @@
 #define ODD_MIN_CAP ((size_t)32 << 20)
 #define ODD_BIG_SPANS 4 /* keep room for this many of the largest recent ranges */
 #define COLD_CHUNK SZ_2M /* cold requests below this carve a chunk this size */
+#define BG_WANT_BYTES ((size_t)4 << 20) /* dirty bytes cached: ask for the thread */
+#define BG_WANT_OUT ((size_t)16 << 20)  /* bytes handed out: ask for it too */
 
 typedef struct { uintptr_t addr; uint64_t t; bool zero; } pa_span;
 typedef struct {
@@ -46,8 +49,10 @@ static struct {
     uint32_t odd_n;
     size_t odd_bytes, odd_cap, odd_big; /* odd_big: largest recent range */
     size_t odd_dirty; /* bytes of odd ranges not known zero (may be resident) */
-    uint64_t decay_ms, last_decay;
+    uint64_t decay_ms, last_decay, last_fade;
     bool enabled, thp;
+    bool background; /* HAKMEM_BACKGROUND: the thread may be asked for */
+    bool bg_idle;    /* the thread sleeps until woken: the tiers were empty */
     /* counters, under the lock */
     uint64_t hot_hits, hot_misses, warm_hits, warm_misses, odd_hits,
         purged_spans, decayed_spans;
@@ -82,6 +87,43 @@ static pa_ring *ring_for(size_t size, uintptr_t addr_or_align) {
 }
 
 static size_t ring_bytes(const pa_ring *r) { return (size_t)r->n * r->span; }
+
+/* ---- the background thread's view ------------------------------------- */
+
+enum { BG_WAKE = 1, BG_WANT = 2 };
+
+/* After caching something, under the lock: wake the thread if it sleeps on
+ * empty tiers; ask for it once the dirty bytes cached are worth a thread. */
+static unsigned bg_note_locked(void) {
+    if (PA_UNLIKELY(g.bg_idle)) {
+        g.bg_idle = false;
+        return BG_WAKE;
+    }
+    if (PA_LIKELY(!g.background) ||
+        atomic_load_explicit(&pa_bg_state, memory_order_relaxed) != PA_BG_OFF)
+        return 0;
+    size_t dirty = g.odd_dirty;
+    for (unsigned k = 0; k < R_COUNT; k++)
+        dirty += ring_bytes(&g.ring[k]);
+    return dirty > BG_WANT_BYTES ? BG_WANT : 0;
+}
+
+/* After a cold mapping: a process holding this much will cache some of it
+ * once it frees, and a safe point to create the thread (a malloc slow path)
+ * may not come after that (a quiet process allocates from its caches). */
+static void bg_note_cold(size_t size) {
+    if (g.background &&
+        atomic_load_explicit(&bytes_out, memory_order_relaxed) + size > BG_WANT_OUT)
+        pa_background_want();
+}
+
+/* The same, after the lock is released. */
+static void bg_after(unsigned note) {
+    if (PA_UNLIKELY(note & BG_WAKE))
+        pa_background_wake();
+    if (PA_UNLIKELY(note & BG_WANT))
+        pa_background_want();
+}
 
 /* Pop the newest span if it satisfies `align`. */
 static bool ring_pop(pa_ring *r, size_t align, pa_span *out) {
@@ -337,8 +379,18 @@ static void decay_locked(uint64_t now, bool force, pa_victims *vic) {
     }
     if (vic->n < VICTIMS) {
         g.last_decay = now; /* finished; otherwise the next call goes on */
-        g.odd_big /= 2;     /* the largest recent range fades out */
+        if (force || now - g.last_fade >= period) {
+            g.last_fade = now;
+            g.odd_big /= 2; /* the largest recent range fades out */
+        }
     }
+}
+
+/* Decay on an application thread's slow path: only while no background
+ * thread does it (not asked for yet, disabled, failed, or a fork child). */
+static void app_decay_locked(uint64_t now, pa_victims *vic) {
+    if (!pa_background_running())
+        decay_locked(now, false, vic);
 }
 
 /* Victims are out of every tier; give them back to the OS. */
@@ -366,6 +418,11 @@ static void fork_child(void) {
         g.odd_bytes = 0;
         g.odd_dirty = 0;
     }
+    g.bg_idle = false; /* no thread in the child */
+    bool cached = g.odd_n != 0;
+    for (unsigned k = 0; k < R_COUNT; k++)
+        cached |= g.ring[k].n != 0;
+    pa_background_fork_child(cached && g.background);
     pa_meta_fork_child();
 }
 
@@ -378,6 +435,7 @@ static void init_body(void) {
     g.enabled = hak_opt(OPT_PA_ENABLE) != 0;
     g.thp = hak_opt(OPT_PA_THP) != 0;
     g.decay_ms = hak_opt(OPT_PA_DECAY_MS);
+    g.background = hak_opt(OPT_BACKGROUND) && g.decay_ms && g.enabled;
     g.odd_cap = (size_t)hak_opt(OPT_PA_ODD_CAP_MB) << 20;
     const uint64_t caps[R_COUNT] = {hak_opt(OPT_PA_HOT_SIZE), hak_opt(OPT_PA_WARM_64K),
                                     hak_opt(OPT_PA_WARM_128K), hak_opt(OPT_PA_WARM_2M)};
@@ -396,7 +454,7 @@ static void init_body(void) {
         g.ring[k] = (pa_ring){v, (uint32_t)caps[k], 0, 0, spans[k]};
         v += caps[k];
     }
-    g.last_decay = pa_os_now_ms();
+    g.last_decay = g.last_fade = pa_os_now_ms();
     pthread_key_create(&tls_key, tls_destructor);
     init_ok = true;
 }
@@ -456,14 +514,17 @@ static __attribute__((noinline)) void *cold_chunk_slow(size_t size) {
         return NULL;
     }
     count_add(&cold_maps, 1);
+    bg_note_cold(size);
     pa_victims vic = {.n = 0};
     pa_lock(&g.lock);
     if (!odd_insert((uintptr_t)c + size, COLD_CHUNK - size, true, pa_os_now_ms()))
         vic.v[vic.n++] = (pa_victim){(uintptr_t)c + size, COLD_CHUNK - size};
     odd_enforce_cap(&vic);
+    unsigned note = bg_note_locked();
     check_locked();
     pa_unlock(&g.lock);
     release(&vic);
+    bg_after(note);
     return c;
 }
 
@@ -502,7 +563,7 @@ void *pa_alloc(size_t size, size_t align, const pa_desc *owner, bool *zero,
             if (a)
                 g.odd_hits++;
         }
-        decay_locked(now, false, &vic);
+        app_decay_locked(now, &vic);
         check_locked();
         pa_unlock(&g.lock);
         release(&vic);
@@ -530,6 +591,7 @@ void *pa_alloc(size_t size, size_t align, const pa_desc *owner, bool *zero,
         return NULL;
     }
     count_add(&cold_maps, 1);
+    bg_note_cold(size);
     if (g.thp && size >= SZ_2M && !((uintptr_t)p & (SZ_2M - 1)))
         pa_os_hugepage(p, size);
     count_add(&bytes_out, (int64_t)size);
@@ -595,13 +657,15 @@ static void tls_spill(void) {
         if (!ring_push(&g.ring[R_HOT], (pa_span){pa_tls.v[i], now, false}, &vic) &&
             !odd_insert(pa_tls.v[i], PA_PAGE, false, now))
             vic.v[vic.n++] = (pa_victim){pa_tls.v[i], PA_PAGE};
-    decay_locked(now, false, &vic);
+    app_decay_locked(now, &vic);
+    unsigned note = bg_note_locked();
     check_locked();
     pa_unlock(&g.lock);
     memmove(pa_tls.v, pa_tls.v + half, (TLS_HOT - half) * sizeof pa_tls.v[0]);
     pa_tls.n -= half;
     count_add(&tls_bytes, -(int64_t)(half * PA_PAGE));
     release(&vic);
+    bg_after(note);
 }
 
 int pa_free(void *p, size_t size, unsigned flags) {
@@ -635,10 +699,12 @@ int pa_free(void *p, size_t size, unsigned flags) {
     if (!(r && ring_push(r, s, &vic)) && !odd_insert(a, size, z, now))
         vic.v[vic.n++] = (pa_victim){a, size}; /* room was made for it above */
     odd_enforce_cap(&vic);
-    decay_locked(now, false, &vic);
+    app_decay_locked(now, &vic);
+    unsigned note = bg_note_locked();
     check_locked();
     pa_unlock(&g.lock);
     release(&vic);
+    bg_after(note);
     return 0;
 }
 
@@ -663,9 +729,11 @@ void pa_thread_flush(void) {
         }
     }
     odd_enforce_cap(&vic);
+    unsigned note = bg_note_locked();
     check_locked();
     pa_unlock(&g.lock);
     release(&vic);
+    bg_after(note);
 }
 
 static void purge_pass(bool force) {
@@ -702,6 +770,52 @@ void pa_decay_now(void) {
     purge_pass(false);
 }
 
+/* The oldest time stamp in the shared tiers (UINT64_MAX: they are empty).
+ * Each ring's bottom is its oldest entry; odd ranges are scanned. */
+static uint64_t oldest_locked(void) {
+    uint64_t t = UINT64_MAX;
+    for (unsigned k = 0; k < R_COUNT; k++)
+        if (g.ring[k].n && g.ring[k].v[g.ring[k].bot].t < t)
+            t = g.ring[k].v[g.ring[k].bot].t;
+    for (uint32_t i = 0; i < g.odd_n; i++)
+        if (g.odd[i].t < t)
+            t = g.odd[i].t;
+    return t;
+}
+
+uint64_t pa_background_pass(uint32_t *seq) {
+    if (!init_ok)
+        return UINT64_MAX;
+    pa_victims vic;
+    uint64_t wait = 0;
+    for (bool more = true; more;) {
+        vic.n = 0;
+        uint64_t now = pa_os_now_ms();
+        pa_lock(&g.lock);
+        g.last_decay = 0; /* due now: the thread paces itself */
+        decay_locked(now, false, &vic);
+        more = vic.n == VICTIMS;
+        if (!more) {
+            uint64_t t = oldest_locked();
+            if (t == UINT64_MAX) {
+                g.bg_idle = true;
+                *seq = atomic_load_explicit(&pa_bg_seq, memory_order_acquire);
+                wait = UINT64_MAX;
+            } else {
+                /* Sleep until the oldest span falls due, but at least an
+                 * eighth of the decay time, so that spans freed one by one
+                 * go back in batches. */
+                uint64_t due = t + g.decay_ms, min = g.decay_ms / 8 ? g.decay_ms / 8 : 1;
+                wait = due > now + min ? due - now : min;
+            }
+        }
+        check_locked();
+        pa_unlock(&g.lock);
+        release(&vic);
+    }
+    return wait;
+}
+
 void pa_stats_get(pa_stats *o) {
     memset(o, 0, sizeof *o);
     if (init_ok) {
@@ -728,4 +842,6 @@ void pa_stats_get(pa_stats *o) {
     o->bytes_out = atomic_load_explicit(&bytes_out, memory_order_relaxed);
     o->meta_bytes = atomic_load_explicit(&pa_meta_bytes, memory_order_relaxed);
     o->pagemap_bytes = atomic_load_explicit(&pa_pagemap_bytes, memory_order_relaxed);
+    o->bg_passes = atomic_load_explicit(&pa_bg_passes, memory_order_relaxed);
+    o->bg_running = pa_background_running();
 }

@@ -36,7 +36,8 @@ void pa_purge_range(void *p, size_t size);
 
 /* Return every cached span to the OS. */
 void pa_purge_all(void);
-/* Run decay now (also runs by itself on the arena's slow paths). */
+/* Run decay now (also runs by itself: on the background thread, or on the
+ * arena's slow paths while that thread does not run). */
 void pa_decay_now(void);
 /* Hand this thread's hot pages to the shared stack (thread exit). */
 void pa_thread_flush(void);
@@ -45,7 +46,8 @@ typedef struct pa_stats {
     uint64_t hot_hits, hot_misses, warm_hits, warm_misses, odd_hits,
         cold_maps, cold_unmaps, purged_spans, decayed_spans,
         hot_bytes, warm_bytes, odd_bytes, tls_bytes, bytes_cached,
-        bytes_out, meta_bytes, pagemap_bytes;
+        bytes_out, meta_bytes, pagemap_bytes,
+        bg_passes, bg_running; /* the background thread (pa_background.h) */
 } pa_stats;
 void pa_stats_get(pa_stats *out);
 

@@ -80,6 +80,8 @@ static const hk_stat stat_table[] = {
     {"stats.page_arena.bytes_out", PA(bytes_out), "bytes handed out to clients"},
     {"stats.page_arena.meta_bytes", PA(meta_bytes), "bytes of metadata pages"},
     {"stats.page_arena.pagemap_bytes", PA(pagemap_bytes), "bytes of page map leaves"},
+    {"stats.page_arena.background.running", PA(bg_running), "1 while the background purge thread runs"},
+    {"stats.page_arena.background.passes", PA(bg_passes), "decay passes of the background purge thread"},
     {"stats.hooks.alloc_calls", HK(alloc_calls), "extent alloc hook calls"},
     {"stats.hooks.dalloc_calls", HK(dalloc_calls), "extent dalloc/destroy hook calls"},
     {"stats.hooks.forwarded_calls", HK(forwarded_calls), "hook calls forwarded to an arena's previous hooks"},

@@ -21,7 +21,9 @@
 #include <jemalloc/jemalloc.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 
+#include "arena/pa_background.h"
 #include "arena/pa_meta.h"
 #include "arena/page_arena.h"
 #include "hakmem.h"
@@ -140,6 +142,19 @@ static void *hk_alloc(extent_hooks_t *h, void *new_addr, size_t size,
     return p;
 }
 
+/* Is this one of jemalloc's background threads (opt.background_thread)?
+ * jemalloc names them "jemalloc_bg_thd" before their first decay pass; the
+ * answer is read once per thread (prctl: a system call, no malloc). */
+static __thread signed char on_je_bg_thread __attribute__((tls_model("initial-exec")));
+static bool je_bg_thread(void) {
+    if (PA_UNLIKELY(!on_je_bg_thread)) {
+        char name[16] = {0};
+        prctl(PR_GET_NAME, name, 0, 0, 0);
+        on_je_bg_thread = strcmp(name, "jemalloc_bg_thd") == 0 ? 1 : -1;
+    }
+    return on_je_bg_thread > 0;
+}
+
 static bool hk_dalloc(extent_hooks_t *h, void *addr, size_t size,
                       bool committed, unsigned ind) {
     add(&n_dalloc, 1);
@@ -152,7 +167,11 @@ static bool hk_dalloc(extent_hooks_t *h, void *addr, size_t size,
     hk_je_map *m = map_of(d);
     if (m && (m->base != (char *)addr || m->size != size))
         return true; /* retain: part of a mapping stays with its arena */
-    if (pa_free(addr, size, PA_F_NOTLS) != 0)
+    /* jemalloc's background threads hand back only extents that sat dirty
+     * for about the arena's decay time: caching them for the PageArena's
+     * own decay time on top would hold idle memory twice as long. */
+    unsigned flags = PA_F_NOTLS | (je_bg_thread() ? PA_F_UNMAP : 0);
+    if (pa_free(addr, size, flags) != 0)
         return true; /* not a range we handed out whole: jemalloc keeps it */
     map_release(d, size);
     add(&bytes_active, -(int64_t)size);
@@ -269,6 +288,11 @@ HK_EXPORT int hak_arena_create(unsigned *arena_ind) {
     int err = mallctl("arenas.create", arena_ind, &sz, &h, sizeof h);
     if (err)
         return err;
+#if !HK_WITH_POOLS
+    /* libhakmem_hooks: no malloc front polls for the PageArena's thread;
+     * this call (not a hook) is the safe point to start it. */
+    pa_background_start();
+#endif
     /* jemalloc grows an arena geometrically (2 MiB up to hundreds of MiB)
      * and carves new extents from that never-touched reserve before asking
      * us again: every such extent faults in fresh pages while the resident
@@ -314,8 +338,12 @@ HK_EXPORT int hak_arena_attach(unsigned arena_ind) {
             err = read_hooks(name, &old);
         if (err)
             return err;
-        if (old == &hk_hooks)
+        if (old == &hk_hooks) {
+#if !HK_WITH_POOLS
+            pa_background_start(); /* as in hak_arena_create */
+#endif
             return 0;
+        }
     }
     return EAGAIN;
 }

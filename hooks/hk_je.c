@@ -11,7 +11,8 @@
  *    arena 0 always (jemalloc makes it on the first malloc, which in most
  *    programs comes from a library's constructor before this one), and any
  *    automatic or huge arena a thread made that early;
- *  - jemalloc's options: retain:false (malloc_conf);
+ *  - jemalloc's options: retain:false, background_thread:true (malloc_conf),
+ *    and HAKMEM_BACKGROUND=0 turning jemalloc's background threads off;
  *  - HAKMEM_STATS at exit.
  * Ranges an arena mapped before its hooks changed (arena 0's first extents)
  * stay with jemalloc's own hooks: hk_extent.c forwards every call about
@@ -102,7 +103,12 @@ static void attach_all(void) {
 
 __attribute__((constructor)) static void hk_je_ctor(void) {
     hak_options_init(); /* malformed HAKMEM_* values are reported now */
-    attach_all();
+    attach_all(); /* this also starts the PageArena's background thread */
+    if (!hak_opt(OPT_BACKGROUND)) {
+        /* HAKMEM_BACKGROUND=0: neither thread (see malloc_conf below). */
+        bool off = false;
+        mallctl("background_thread", NULL, NULL, &off, sizeof off);
+    }
 }
 
 static void write_stderr(void *unused, const char *s) {
@@ -122,4 +128,9 @@ __attribute__((destructor)) static void hk_je_dtor(void) {
  * asks the hooks for each extent and gives every extent its decay releases
  * back to them, so the PageArena caches it for the next request of any
  * arena.  MALLOC_CONF and a program's own malloc_conf still apply on top. */
-__attribute__((visibility("default"))) const char *malloc_conf = "retain:false";
+/* background_thread:true: jemalloc's own threads run its decay on time, in a
+ * quiet process too, and hand the extents it releases to the hooks (which
+ * return them to the OS at once: hk_extent.c); the PageArena's thread does
+ * the same for what the PageArena caches. */
+__attribute__((visibility("default"))) const char *malloc_conf =
+    "retain:false,background_thread:true";

@@ -129,6 +129,14 @@ static unsigned make_arena(_Atomic unsigned *slot) {
     return ind;
 }
 
+void hk_je_background_on(void) {
+    bool on = true;
+    /* Outside in_je: jemalloc creates its threads with its reentrancy
+     * guard raised and expects pthread_create's allocations to come back
+     * to it, which they do in this mode. */
+    mallctl("background_thread", NULL, NULL, &on, sizeof on);
+}
+
 /* Choose this thread's jemalloc flags once.  Pools mode: the one hooked
  * large arena, no thread cache (sizes above 2 MiB never use it).  jemalloc
  * mode: bind the thread (thread.arena) to one of as many hooked arenas as

@@ -95,6 +95,12 @@ size_t hk_je_size(const void *p);
  * cannot grow in place: its registry entry stays). */
 bool hk_je_resize(void *p, size_t n, void **out);
 
+/* jemalloc mode: turn on jemalloc's own background threads, so that its
+ * decay runs on time in a quiet process too and hands dirty extents back
+ * through the hooks.  Run right after the PageArena's background thread
+ * starts (pa_background_on_start), at that safe point. */
+void hk_je_background_on(void);
+
 /* Statistics: blocks sent to jemalloc and freed there, every thread. */
 void hk_je_stats(uint64_t *nmalloc, uint64_t *nfree);
 

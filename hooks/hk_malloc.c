@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "arena/options.h"
+#include "arena/pa_background.h"
 #include "hooks/hk_guard.h"
 #include "hooks/hk_jemalloc.h"
 
@@ -87,9 +88,20 @@ static void *outside_pools(size_t n, size_t align, bool zero) {
     return hk_je_alloc(n, align, zero);
 }
 
+/* The one safe point to create the PageArena's background thread
+ * (pa_background.h): an allocation's slow path, outside jemalloc, no lock
+ * held.  pthread_create allocates (its calloc comes back here, and finds the
+ * thread already starting).  Never on a free path: glibc frees a thread's
+ * TLS under its stack-cache lock, which pthread_create takes. */
+static inline void bg_poll(void) {
+    if (!hk_je_tl.in_je)
+        pa_background_poll();
+}
+
 static HK_NOINLINE void *malloc_routed(size_t n);
 
 void *hk_malloc_slow(size_t n) {
+    bg_poll();
     if (hk_je_direct() && n <= L25_MAX)
         return hk_je_direct_malloc(n);
     return malloc_routed(n);
@@ -153,8 +165,10 @@ void *hk_calloc(size_t n, size_t m) {
         errno = ENOMEM;
         return NULL;
     }
-    if (hk_je_wants(total))
+    if (hk_je_wants(total)) {
+        bg_poll();
         return outside_pools(total, 0, true);
+    }
     void *p = hk_malloc(total);
     if (p)
         memset(p, 0, total);
@@ -221,6 +235,7 @@ static void *aligned(size_t align, size_t n) {
         if (sz)
             return hk_malloc(sz);
     }
+    bg_poll();
     return outside_pools(n, align, false);
 }
 
@@ -261,4 +276,6 @@ void *hk_pvalloc(size_t n) {
 __attribute__((constructor)) static void hk_ctor(void) {
     hak_options_init(); /* malformed HAKMEM_* values are reported now */
     pa_init();
+    if (hk_je_mode())
+        pa_background_on_start(hk_je_background_on);
 }

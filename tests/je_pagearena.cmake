@@ -31,6 +31,25 @@ foreach(c arenas64 alloc_calls create)
                        ENVIRONMENT "LD_PRELOAD=${HK_JE_LIB};MALLOC_CONF=retain:true")
 endforeach()
 
+# Idle memory goes back to the OS in a quiet process (tests/idle_purge.c):
+# jemalloc's background threads and the PageArena's, both decays at 1 s;
+# `held`: HAKMEM_BACKGROUND=0 turns both off.
+add_executable(idle_purge_je ${CMAKE_CURRENT_LIST_DIR}/idle_purge.c)
+target_include_directories(idle_purge_je PRIVATE ${CMAKE_SOURCE_DIR} ${CMAKE_SOURCE_DIR}/include)
+target_compile_definitions(idle_purge_je PRIVATE HK_JE_PRELOAD=1)
+target_compile_options(idle_purge_je PRIVATE -fno-builtin-malloc -fno-builtin-free)
+target_link_libraries(idle_purge_je PRIVATE Threads::Threads ${CMAKE_DL_LIBS})
+foreach(c drop held)
+  set(_env "LD_PRELOAD=${HK_JE_LIB};HAKMEM_PAGE_ARENA_DECAY_MS=1000"
+           "MALLOC_CONF=dirty_decay_ms:1000")
+  if(c STREQUAL "held")
+    list(APPEND _env HAKMEM_BACKGROUND=0)
+  endif()
+  add_test(NAME je.idle.${c} COMMAND $<TARGET_FILE:idle_purge_je> ${c})
+  set_tests_properties(je.idle.${c} PROPERTIES LABELS "preload;je_pagearena" TIMEOUT 90
+                       ENVIRONMENT "${_env}")
+endforeach()
+
 # The real programs (the script preloads the library itself).
 foreach(c python python_je sort sqlite gcc gxx git)
   add_test(NAME je.prog.${c}

@@ -75,6 +75,18 @@ set_tests_properties(front.misuse_warn.inprocess PROPERTIES ENVIRONMENT HAKMEM_O
 hk_pt_inprocess_test(front.guard.inprocess $<TARGET_FILE:front_routing_inprocess> guard)
 set_tests_properties(front.guard.inprocess PROPERTIES ENVIRONMENT HAKMEM_GUARD=1)
 
+# Freed memory goes back to the OS in a quiet process (the background
+# thread), with a 1 s decay; `held` checks that HAKMEM_BACKGROUND=0 turns
+# it off.
+hk_pt_inprocess_exe(idle_purge_inprocess ${HK_PT_DIR}/idle_purge.c)
+foreach(c drop held fork)
+  hk_pt_inprocess_test(idle.${c}.inprocess $<TARGET_FILE:idle_purge_inprocess> ${c})
+  set_tests_properties(idle.${c}.inprocess PROPERTIES LABELS "inprocess;pools;threads"
+                       ENVIRONMENT HAKMEM_PAGE_ARENA_DECAY_MS=1000)
+endforeach()
+set_tests_properties(idle.held.inprocess PROPERTIES
+                     ENVIRONMENT "HAKMEM_PAGE_ARENA_DECAY_MS=1000;HAKMEM_BACKGROUND=0")
+
 if(HAKMEM_SANITIZE)
   return()
 endif()
@@ -97,6 +109,20 @@ foreach(c prodcons churn fork)
                      $<TARGET_FILE:pool_threads_preload> ${c})
   set_tests_properties(pool.threads.${c}.jemalloc_mode.preload PROPERTIES
                        ENVIRONMENT "LD_PRELOAD=${HK_PT_LIB};HAKMEM_MODE=jemalloc")
+endforeach()
+
+# Idle memory, preloaded, in both modes; jemalloc's own decay at 1 s too.
+hk_pt_preload_exe(idle_purge_preload ${HK_PT_DIR}/idle_purge.c)
+foreach(mode pools jemalloc)
+  foreach(c drop held fork)
+    set(_env "LD_PRELOAD=${HK_PT_LIB};HAKMEM_MODE=${mode};HAKMEM_PAGE_ARENA_DECAY_MS=1000"
+             "MALLOC_CONF=dirty_decay_ms:1000")
+    if(c STREQUAL "held")
+      list(APPEND _env HAKMEM_BACKGROUND=0)
+    endif()
+    hk_pt_preload_test(idle.${c}.${mode}_mode.preload $<TARGET_FILE:idle_purge_preload> ${c})
+    set_tests_properties(idle.${c}.${mode}_mode.preload PROPERTIES ENVIRONMENT "${_env}")
+  endforeach()
 endforeach()
 
 # ---- misuse and malformed environment: exact stderr line and exit status ----------
@@ -188,7 +214,12 @@ add_test(NAME preload.env.mode_malformed COMMAND $<TARGET_FILE:preload_driver>
   --preload ${HK_PT_LIB} --env HAKMEM_MODE=fast
   --stderr "hakmem: HAKMEM_MODE='fast' is invalid: expected one of pools|jemalloc; using pools"
   --out "ok hot_size=1024 mode=0" --exit 0 -- $<TARGET_FILE:preload_misuse> work)
+add_test(NAME preload.env.background_malformed COMMAND $<TARGET_FILE:preload_driver>
+  --preload ${HK_PT_LIB} --env HAKMEM_BACKGROUND=yes
+  --stderr "hakmem: HAKMEM_BACKGROUND='yes' is invalid: expected an integer in [0, 1]; using 1"
+  --out "ok hot_size=1024 mode=0" --exit 0 -- $<TARGET_FILE:preload_misuse> work)
 set_tests_properties(preload.env.hot_size_malformed preload.env.mode_malformed
+                     preload.env.background_malformed
                      PROPERTIES LABELS "preload;pools" TIMEOUT 60)
 # Controls: well-formed values are taken silently.
 hk_pt_driver_test(preload.env.wellformed --env HAKMEM_PAGE_ARENA_HOT_SIZE=64

@@ -36,6 +36,7 @@ opt.page_arena.warm_2m: 0
 opt.page_arena.decay_ms: 10000
 opt.page_arena.odd_cap_mb: 256
 opt.page_arena.thp: 0
+opt.background: 1
 opt.mode: pools
 opt.on_error: abort
 opt.guard: 0
@@ -108,7 +109,8 @@ import json, sys
 doc = json.load(open(sys.argv[1]))["hakmem"]
 want = {"page_arena.enable": 1, "page_arena.hot_size": 1024, "page_arena.warm_64k": 256,
         "page_arena.warm_128k": 128, "page_arena.warm_2m": 0, "page_arena.decay_ms": 10000,
-        "page_arena.odd_cap_mb": 256, "page_arena.thp": 0, "mode": "jemalloc",
+        "page_arena.odd_cap_mb": 256, "page_arena.thp": 0, "background": 1,
+        "mode": "jemalloc",
         "on_error": "warn", "guard": 0, "stats": "json"}
 if doc["version"] != sys.argv[2] or doc["opt"] != want:
     sys.exit("version %r, opt %r" % (doc["version"], doc["opt"]))
