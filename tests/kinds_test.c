@@ -9,9 +9,11 @@
  * inside the window, equal counts, destroy gives every byte back),
  * `range_low` (a window below 4 GiB, by search and at a fixed address),
  * `tcache` (a no-dump arena with private thread caches: no block of it is
- * handed out by ordinary malloc, checked by address; the default thread
- * cache would leak one; one thread keeps 21 private caches), `share` (two no-dump arenas and two huge arenas
- * passing extents through their class caches from four threads, with
+ * handed out by an ordinary allocation, jemalloc's malloc path through
+ * `mallocx(n, 0)` (under a sanitizer `malloc` is the sanitizer's), checked
+ * by address; the default thread cache would leak one; one thread keeps 21
+ * private caches), `share` (two no-dump arenas and two huge arenas passing
+ * extents through their class caches from four threads, with
  * purges), `options` (bad input, decay and grow limit through the arena's
  * own mallctl, metadata kept out of the hooks), and `fork`.  Every case
  * also runs under MALLOC_CONF=retain:false (CTest *.retain_off).
@@ -546,8 +548,9 @@ static void *tc_worker(void *arg) {
         mine[k] = mallocx(n, fl);
         CHECK(mine[k] && hk_kinds_arena_of(mine[k]) == (int)tc_ind);
         memset(mine[k], 0x77, n);
-        free(plain[k]);
-        plain[k] = malloc(n);
+        if (plain[k])
+            dallocx(plain[k], 0);
+        plain[k] = mallocx(n, 0); /* jemalloc's malloc: the default cache */
         CHECK(plain[k] != NULL);
         unsigned a = ~0u;
         size_t sz = sizeof a;
@@ -559,7 +562,8 @@ static void *tc_worker(void *arg) {
     for (int k = 0; k < 64; k++) {
         if (mine[k])
             dallocx(mine[k], fl);
-        free(plain[k]);
+        if (plain[k])
+            dallocx(plain[k], 0);
     }
     return NULL;
 }
@@ -591,10 +595,10 @@ static void case_tcache(void) {
      * above would have seen it. */
     void *leak = mallocx(2000, MALLOCX_ARENA(tc_ind));
     CHECK(leak && hk_kinds_arena_of(leak) == (int)tc_ind);
-    free(leak);
-    void *again = malloc(2000);
+    dallocx(leak, 0);
+    void *again = mallocx(2000, 0);
     CHECK(again == leak && hk_kinds_arena_of(again) == (int)tc_ind);
-    free(again);
+    dallocx(again, 0);
     CHECK(mallctl("thread.tcache.flush", NULL, NULL, NULL, 0) == 0);
     /* One thread on many cached arenas: every cache stays its arena's
      * (more than one block of slots), the first one included. */
