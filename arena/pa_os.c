@@ -48,6 +48,26 @@ void *pa_os_map(size_t size, size_t align) {
     return p;
 }
 
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+
+bool pa_os_map_at(void *p, size_t size) {
+    int saved = errno;
+    char *q = mmap(p, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+    errno = saved;
+    if (q == MAP_FAILED)
+        return false;
+    count(&pa_os_nmap);
+    if (q != p) { /* a kernel without the flag took it as a hint */
+        count(&pa_os_nunmap);
+        munmap(q, size);
+        return false;
+    }
+    return true;
+}
+
 void pa_os_unmap(void *p, size_t size) {
     if (size == 0)
         return;

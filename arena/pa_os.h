@@ -33,6 +33,9 @@ __attribute__((noreturn, cold)) void pa_assert_fail(const char *what, const char
  * mappings read as zero.  NULL when the OS refuses. */
 void *pa_os_map(size_t size, size_t align);
 void pa_os_unmap(void *p, size_t size);
+/* Map exactly [p, p+size) if none of it is mapped (MAP_FIXED_NOREPLACE);
+ * false when any of it is, or the OS refuses.  Never replaces a mapping. */
+bool pa_os_map_at(void *p, size_t size);
 /* Give the pages back to the OS but keep the range mapped; it reads as zero
  * afterwards (MADV_DONTNEED). */
 void pa_os_purge(void *p, size_t size);

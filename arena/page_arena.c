@@ -22,9 +22,9 @@
 #define TLS_HOT 16     /* pages in each thread's hot cache */
 #define ODD_MAX 4096   /* entries in the odd-range set */
 #define VICTIMS 32     /* spans released per pass outside the lock */
-#define ODD_SHARE 4    /* odd ranges cached: at most bytes_out / ODD_SHARE */
-#define ODD_MIN_CAP ((size_t)32 << 20)
-#define ODD_BIG_SPANS 4 /* keep room for this many of the largest recent ranges */
+#define ODD_SHARE 4    /* odd-cap slack: bytes_out / ODD_SHARE ... */
+#define ODD_MIN_CAP ((size_t)32 << 20) /* ... and at least this */
+#define EXTEND_MIN_SHARE 4 /* a range grown for a request holds >= 1/4 of it */
 #define COLD_CHUNK SZ_2M /* cold requests below this carve a chunk this size */
 
 typedef struct { uintptr_t addr; uint64_t t; bool zero; } pa_span;
@@ -44,16 +44,19 @@ static struct {
     pa_ring ring[R_COUNT];
     pa_range *odd;
     uint32_t odd_n;
-    size_t odd_bytes, odd_cap, odd_big; /* odd_big: largest recent range */
+    size_t odd_bytes, odd_cap;
     size_t odd_dirty; /* bytes of odd ranges not known zero (may be resident) */
     uint64_t decay_ms, last_decay;
     bool enabled, thp;
     /* counters, under the lock */
     uint64_t hot_hits, hot_misses, warm_hits, warm_misses, odd_hits,
-        purged_spans, decayed_spans;
+        purged_spans, decayed_spans, odd_extends;
 } g;
 
 static _Atomic uint64_t tls_bytes, tls_hits, bytes_out, cold_maps, cold_unmaps;
+/* The recent high-water mark of bytes_out: raised as clients take spans,
+ * faded toward bytes_out by each finished decay pass. */
+static _Atomic uint64_t out_peak;
 static atomic_int init_state; /* 0 new, 1 registering, 2 ready */
 static pthread_key_t tls_key;
 
@@ -137,8 +140,6 @@ static void odd_remove(uint32_t i) {
 }
 
 static bool odd_insert(uintptr_t a, size_t len, bool zero, uint64_t now) {
-    if (len > g.odd_big)
-        g.odd_big = len;
     uint32_t i = odd_search(a);
     /* Neighbours merge only when both are known zero or both are not, so
      * an untouched range never becomes dirty by merging. */
@@ -232,17 +233,35 @@ static bool warm2m_fold_locked(void) {
     return moved != 0;
 }
 
-/* The odd-range cap: the configured bytes at most; otherwise a quarter of
- * what clients hold, or room for a few of the largest recent ranges, at
- * least ODD_MIN_CAP.  So the cache scales with the heap and its block sizes
- * instead of doubling a small heap. */
+/* The odd-range cap for `out` bytes handed out and a recent high-water mark
+ * `peak`: what clients gave back since the peak (peak - out), plus a slack
+ * of a quarter of `out` (at least ODD_MIN_CAP); the configured bytes at
+ * most.  Cached memory then fills the room clients freed below their own
+ * recent peak, where it raises the resident set over that peak by the slack
+ * at most, and a heap that churns large blocks (freeing 40 MiB, then taking
+ * 40 MiB again) keeps them instead of unmapping them and faulting fresh
+ * pages in (and, with threads, paying a TLB shootdown per munmap). */
+size_t pa_odd_cap_for(size_t out, size_t peak, size_t cap_max) {
+    size_t slack = out / ODD_SHARE;
+    if (slack < ODD_MIN_CAP)
+        slack = ODD_MIN_CAP;
+    size_t cap = (peak > out ? peak - out : 0) + slack;
+    return cap < cap_max ? cap : cap_max;
+}
+
 static size_t odd_cap_now(void) {
-    size_t share = (size_t)atomic_load_explicit(&bytes_out, memory_order_relaxed) / ODD_SHARE;
-    if (share < ODD_MIN_CAP)
-        share = ODD_MIN_CAP;
-    if (share < ODD_BIG_SPANS * g.odd_big)
-        share = ODD_BIG_SPANS * g.odd_big;
-    return share < g.odd_cap ? share : g.odd_cap;
+    return pa_odd_cap_for((size_t)atomic_load_explicit(&bytes_out, memory_order_relaxed),
+                          (size_t)atomic_load_explicit(&out_peak, memory_order_relaxed),
+                          g.odd_cap);
+}
+
+/* Clients took `size` more bytes: raise the high-water mark with them. */
+static void out_add(size_t size) {
+    uint64_t now = atomic_fetch_add_explicit(&bytes_out, size, memory_order_relaxed) + size;
+    uint64_t peak = atomic_load_explicit(&out_peak, memory_order_relaxed);
+    while (now > peak && !atomic_compare_exchange_weak_explicit(
+                             &out_peak, &peak, now, memory_order_relaxed, memory_order_relaxed))
+        ;
 }
 
 /* Evict dirty odd ranges while their bytes are over the cap, oldest first;
@@ -337,7 +356,12 @@ static void decay_locked(uint64_t now, bool force, pa_victims *vic) {
     }
     if (vic->n < VICTIMS) {
         g.last_decay = now; /* finished; otherwise the next call goes on */
-        g.odd_big /= 2;     /* the largest recent range fades out */
+        /* The high-water mark fades halfway toward what is out now. */
+        uint64_t out = atomic_load_explicit(&bytes_out, memory_order_relaxed);
+        uint64_t peak = atomic_load_explicit(&out_peak, memory_order_relaxed);
+        if (peak > out) /* a client raising it meanwhile wins */
+            atomic_compare_exchange_strong_explicit(&out_peak, &peak, out + (peak - out) / 2,
+                                                    memory_order_relaxed, memory_order_relaxed);
     }
 }
 
@@ -435,7 +459,7 @@ static bool valid_request(size_t size, size_t align) {
 static void *finish_alloc(uintptr_t a, size_t size, const pa_desc *owner,
                           bool z, bool *zero) {
     pa_pagemap_set((void *)a, size, owner); /* leaves exist: it was mapped */
-    count_add(&bytes_out, (int64_t)size);
+    out_add(size);
     *zero = z;
     return (void *)a;
 }
@@ -465,6 +489,66 @@ static __attribute__((noinline)) void *cold_chunk_slow(size_t size) {
     pa_unlock(&g.lock);
     release(&vic);
     return c;
+}
+
+/* A large request the odd set cannot hold: grow its largest cached range
+ * that holds at least a quarter of it into the free address space beside
+ * it (above, else below) by mapping only the difference, so that part
+ * faults in instead of the whole request.  The range is taken out of the set
+ * while the mappings are tried outside the lock, and put back when neither
+ * side is free.  The cap trims ranges from their tails (the address space
+ * above them becomes free), so after an eviction the next large miss
+ * usually finds room here. */
+static __attribute__((noinline)) void *odd_extend_slow(size_t size, const pa_desc *owner) {
+    pa_victims vic = {.n = 0};
+    pa_range e = {0, 0, 0, false};
+    pa_lock(&g.lock);
+    uint32_t best = UINT32_MAX;
+    for (uint32_t i = 0; i < g.odd_n; i++) {
+        const pa_range *r = &g.odd[i];
+        if (r->len >= size / EXTEND_MIN_SHARE && r->len < size &&
+            (best == UINT32_MAX || r->len > g.odd[best].len) &&
+            (!pa_pagemap_get((void *)(r->addr + r->len)) ||
+             (r->addr >= size - r->len && !pa_pagemap_get((void *)(r->addr - PA_PAGE)))))
+            best = i;
+    }
+    if (best != UINT32_MAX) {
+        e = g.odd[best];
+        odd_remove(best);
+    }
+    check_locked();
+    pa_unlock(&g.lock);
+    if (!e.len)
+        return NULL;
+    size_t need = size - e.len;
+    uintptr_t start = 0, ext = 0;
+    if (!pa_pagemap_get((void *)(e.addr + e.len)) && pa_os_map_at((void *)(e.addr + e.len), need))
+        start = e.addr, ext = e.addr + e.len;
+    else if (e.addr >= need && !pa_pagemap_get((void *)(e.addr - PA_PAGE)) &&
+             pa_os_map_at((void *)(e.addr - need), need))
+        start = ext = e.addr - need;
+    if (start && !pa_pagemap_set((void *)start, size, owner)) {
+        pa_os_unmap((void *)ext, need);
+        start = 0;
+    }
+    if (start) {
+        count_add(&cold_maps, 1);
+        if (g.thp)
+            pa_os_hugepage((void *)ext, need);
+        pa_lock(&g.lock);
+        g.odd_hits++;
+        g.odd_extends++;
+        pa_unlock(&g.lock);
+        out_add(size);
+        return (void *)start;
+    }
+    pa_lock(&g.lock);
+    if (!odd_insert(e.addr, e.len, e.zero, e.t))
+        vic.v[vic.n++] = (pa_victim){e.addr, e.len};
+    check_locked();
+    pa_unlock(&g.lock);
+    release(&vic);
+    return NULL;
 }
 
 void *pa_alloc(size_t size, size_t align, const pa_desc *owner, bool *zero,
@@ -516,6 +600,13 @@ void *pa_alloc(size_t size, size_t align, const pa_desc *owner, bool *zero,
         if (c) /* fresh: known zero */
             return finish_alloc((uintptr_t)c, size, owner, true, zero);
     }
+    if (g.enabled && size >= COLD_CHUNK && align == PA_PAGE) {
+        void *x = odd_extend_slow(size, owner);
+        if (x) { /* part cached, part fresh */
+            *zero = false;
+            return x;
+        }
+    }
     void *p = pa_os_map(size, align);
     if (!p && g.enabled) {
         /* Refused (address-space limit, overcommit): what the caches hold
@@ -532,7 +623,7 @@ void *pa_alloc(size_t size, size_t align, const pa_desc *owner, bool *zero,
     count_add(&cold_maps, 1);
     if (g.thp && size >= SZ_2M && !((uintptr_t)p & (SZ_2M - 1)))
         pa_os_hugepage(p, size);
-    count_add(&bytes_out, (int64_t)size);
+    out_add(size);
     *zero = true;
     return p;
 }
@@ -712,6 +803,7 @@ void pa_stats_get(pa_stats *o) {
         o->odd_hits = g.odd_hits;
         o->purged_spans = g.purged_spans;
         o->decayed_spans = g.decayed_spans;
+        o->odd_extends = g.odd_extends;
         o->hot_bytes = ring_bytes(&g.ring[R_HOT]);
         o->warm_bytes = ring_bytes(&g.ring[R_64K]) + ring_bytes(&g.ring[R_128K]) +
                         ring_bytes(&g.ring[R_2M]);
@@ -728,3 +820,4 @@ void pa_stats_get(pa_stats *o) {
     o->meta_bytes = atomic_load_explicit(&pa_meta_bytes, memory_order_relaxed);
     o->pagemap_bytes = atomic_load_explicit(&pa_pagemap_bytes, memory_order_relaxed);
 }
+
