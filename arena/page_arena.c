@@ -24,6 +24,7 @@
 #define VICTIMS 32     /* spans released per pass outside the lock */
 #define ODD_SHARE 4    /* odd-cap slack: bytes_out / ODD_SHARE ... */
 #define ODD_MIN_CAP ((size_t)32 << 20) /* ... and at least this */
+#define ODD_BIG_SPANS 4 /* keep room for this many of the largest recent frees */
 #define EXTEND_MIN_SHARE 4 /* a range grown for a request holds >= 1/4 of it */
 #define COLD_CHUNK SZ_2M /* cold requests below this carve a chunk this size */
 
@@ -44,7 +45,7 @@ static struct {
     pa_ring ring[R_COUNT];
     pa_range *odd;
     uint32_t odd_n;
-    size_t odd_bytes, odd_cap;
+    size_t odd_bytes, odd_cap, odd_big; /* odd_big: largest recent free */
     size_t odd_dirty; /* bytes of odd ranges not known zero (may be resident) */
     uint64_t decay_ms, last_decay;
     bool enabled, thp;
@@ -241,18 +242,20 @@ static bool warm2m_fold_locked(void) {
  * at most, and a heap that churns large blocks (freeing 40 MiB, then taking
  * 40 MiB again) keeps them instead of unmapping them and faulting fresh
  * pages in (and, with threads, paying a TLB shootdown per munmap). */
-size_t pa_odd_cap_for(size_t out, size_t peak, size_t cap_max) {
+size_t pa_odd_cap_for(size_t out, size_t peak, size_t big, size_t cap_max) {
     size_t slack = out / ODD_SHARE;
     if (slack < ODD_MIN_CAP)
         slack = ODD_MIN_CAP;
     size_t cap = (peak > out ? peak - out : 0) + slack;
+    if (cap < ODD_BIG_SPANS * big)
+        cap = ODD_BIG_SPANS * big;
     return cap < cap_max ? cap : cap_max;
 }
 
 static size_t odd_cap_now(void) {
     return pa_odd_cap_for((size_t)atomic_load_explicit(&bytes_out, memory_order_relaxed),
                           (size_t)atomic_load_explicit(&out_peak, memory_order_relaxed),
-                          g.odd_cap);
+                          g.odd_big, g.odd_cap);
 }
 
 /* Clients took `size` more bytes: raise the high-water mark with them. */
@@ -356,6 +359,7 @@ static void decay_locked(uint64_t now, bool force, pa_victims *vic) {
     }
     if (vic->n < VICTIMS) {
         g.last_decay = now; /* finished; otherwise the next call goes on */
+        g.odd_big /= 2; /* the largest recent free fades out */
         /* The high-water mark fades halfway toward what is out now. */
         uint64_t out = atomic_load_explicit(&bytes_out, memory_order_relaxed);
         uint64_t peak = atomic_load_explicit(&out_peak, memory_order_relaxed);
@@ -721,6 +725,8 @@ int pa_free(void *p, size_t size, unsigned flags) {
     uint64_t now = pa_os_now_ms();
     pa_span s = {a, now, false};
     pa_lock(&g.lock);
+    if (size > g.odd_big)
+        g.odd_big = size;
     pa_ring *r = ring_for(size, a);
     if (!(r && ring_push(r, s, &vic)) && !odd_insert(a, size, false, now))
         vic.v[vic.n++] = (pa_victim){a, size}; /* room was made for it above */

@@ -309,16 +309,18 @@ static void case_warm2m_fold(void) {
 #define M1 ((size_t)1 << 20)
 
 /* The odd cap: the room clients freed below their recent peak, plus a
- * quarter of what they hold (at least 32 MiB), the configured cap at most;
- * and a heap that frees 64 MiB of large spans keeps them all cached (a cap
- * of a quarter of bytes out or four times the largest range kept 32). */
+ * quarter of what they hold (at least 32 MiB), or four times the largest
+ * recent free, the configured cap at most; and a heap that frees 64 MiB of
+ * large spans keeps them all cached (a cap of a quarter of bytes out or
+ * four times the largest range kept 32). */
 static void case_odd_cap(void) {
     const size_t max = 256 * M1;
-    CHECK(pa_odd_cap_for(0, 0, max) == 32 * M1);
-    CHECK(pa_odd_cap_for(400 * M1, 400 * M1, max) == 100 * M1);
-    CHECK(pa_odd_cap_for(300 * M1, 400 * M1, max) == 175 * M1);
-    CHECK(pa_odd_cap_for(300 * M1, 200 * M1, max) == 75 * M1); /* a stale peak */
-    CHECK(pa_odd_cap_for(300 * M1, 400 * M1, 16 * M1) == 16 * M1);
+    CHECK(pa_odd_cap_for(0, 0, 0, max) == 32 * M1);
+    CHECK(pa_odd_cap_for(400 * M1, 400 * M1, M1, max) == 100 * M1);
+    CHECK(pa_odd_cap_for(300 * M1, 400 * M1, M1, max) == 175 * M1);
+    CHECK(pa_odd_cap_for(300 * M1, 200 * M1, M1, max) == 75 * M1); /* a stale peak */
+    CHECK(pa_odd_cap_for(300 * M1, 400 * M1, 50 * M1, max) == 200 * M1); /* 4 x big */
+    CHECK(pa_odd_cap_for(300 * M1, 400 * M1, M1, 16 * M1) == 16 * M1);
     enum { N = 8 };
     char *p[N];
     for (int i = 0; i < N; i++) {
