@@ -236,7 +236,8 @@ static bool warm2m_fold_locked(void) {
 
 /* The odd-range cap for `out` bytes handed out and a recent high-water mark
  * `peak`: what clients gave back since the peak (peak - out), plus a slack
- * of a quarter of `out` (at least ODD_MIN_CAP); the configured bytes at
+ * of a quarter of `out` (at least ODD_MIN_CAP), or room for a few of the
+ * largest recent frees `big` if that is more; the configured bytes at
  * most.  Cached memory then fills the room clients freed below their own
  * recent peak, where it raises the resident set over that peak by the slack
  * at most, and a heap that churns large blocks (freeing 40 MiB, then taking
