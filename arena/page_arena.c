@@ -47,7 +47,7 @@ static struct {
     uint32_t odd_n;
     size_t odd_bytes, odd_cap, odd_big; /* odd_big: largest recent free */
     size_t odd_dirty; /* bytes of odd ranges not known zero (may be resident) */
-    uint64_t decay_ms, last_decay;
+    uint64_t decay_ms, last_decay, last_fade;
     bool enabled, thp;
     /* counters, under the lock */
     uint64_t hot_hits, hot_misses, warm_hits, warm_misses, odd_hits,
@@ -361,12 +361,16 @@ static void decay_locked(uint64_t now, bool force, pa_victims *vic) {
     if (vic->n < VICTIMS) {
         g.last_decay = now; /* finished; otherwise the next call goes on */
         g.odd_big /= 2; /* the largest recent free fades out */
-        /* The high-water mark fades halfway toward what is out now. */
+        /* The high-water mark fades halfway toward what is out now, once
+         * per decay time: fading it every pass shrank the cap of a busy
+         * heap between two of its peaks (malloc_large faulted more). */
         uint64_t out = atomic_load_explicit(&bytes_out, memory_order_relaxed);
         uint64_t peak = atomic_load_explicit(&out_peak, memory_order_relaxed);
-        if (peak > out) /* a client raising it meanwhile wins */
+        if (peak > out && (force || now - g.last_fade >= g.decay_ms)) {
+            g.last_fade = now;
             atomic_compare_exchange_strong_explicit(&out_peak, &peak, out + (peak - out) / 2,
                                                     memory_order_relaxed, memory_order_relaxed);
+        } /* a client raising it meanwhile wins */
     }
 }
 
@@ -425,7 +429,7 @@ static void init_body(void) {
         g.ring[k] = (pa_ring){v, (uint32_t)caps[k], 0, 0, spans[k]};
         v += caps[k];
     }
-    g.last_decay = pa_os_now_ms();
+    g.last_decay = g.last_fade = pa_os_now_ms();
     pthread_key_create(&tls_key, tls_destructor);
     init_ok = true;
 }
