@@ -48,6 +48,10 @@ void *pa_os_map(size_t size, size_t align) {
     return p;
 }
 
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+
 void pa_os_unmap(void *p, size_t size) {
     if (size == 0)
         return;
@@ -74,9 +78,6 @@ bool pa_os_hugepage(void *p, size_t size) {
     return ok;
 }
 
-#ifndef MAP_FIXED_NOREPLACE
-#define MAP_FIXED_NOREPLACE 0x100000
-#endif
 
 void *pa_os_map_at(void *addr, size_t size, int *err) {
     int saved = errno;

@@ -63,12 +63,12 @@ pa_os_fd pa_os_fd_keep(int fd);
  * by the program for another file)? */
 bool pa_os_fd_intact(const pa_os_fd *k);
 
-/* Arena kinds (hooks/hk_kinds.c). */
 /* Map exactly [addr, addr+size) without replacing anything there
  * (MAP_FIXED_NOREPLACE; on kernels that take it as a hint, a different
  * result is unmapped).  NULL, with *err EEXIST when something is mapped
  * there or ENOMEM, when it cannot be had. */
 void *pa_os_map_at(void *addr, size_t size, int *err);
+/* Arena kinds (hooks/hk_kinds.c). */
 /* Map size bytes aligned to align somewhere in [floor, limit), probing
  * downward from the top with pa_os_map_at.  NULL if no place is free. */
 void *pa_os_map_below(size_t size, size_t align, uintptr_t floor, uintptr_t limit);

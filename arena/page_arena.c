@@ -23,9 +23,10 @@
 #define TLS_HOT 16     /* pages in each thread's hot cache */
 #define ODD_MAX 4096   /* entries in the odd-range set */
 #define VICTIMS 32     /* spans released per pass outside the lock */
-#define ODD_SHARE 4    /* odd ranges cached: at most bytes_out / ODD_SHARE */
-#define ODD_MIN_CAP ((size_t)32 << 20)
-#define ODD_BIG_SPANS 4 /* keep room for this many of the largest recent ranges */
+#define ODD_SHARE 4    /* odd-cap slack: bytes_out / ODD_SHARE ... */
+#define ODD_MIN_CAP ((size_t)32 << 20) /* ... and at least this */
+#define ODD_BIG_SPANS 4 /* keep room for this many of the largest recent frees */
+#define EXTEND_MIN_SHARE 4 /* a range grown for a request holds >= 1/4 of it */
 #define COLD_CHUNK SZ_2M /* cold requests below this carve a chunk this size */
 #define BG_WANT_BYTES ((size_t)4 << 20) /* dirty bytes cached: ask for the thread */
 #define BG_WANT_OUT ((size_t)16 << 20)  /* bytes handed out: ask for it too */
@@ -47,18 +48,21 @@ static struct {
     pa_ring ring[R_COUNT];
     pa_range *odd;
     uint32_t odd_n;
-    size_t odd_bytes, odd_cap, odd_big; /* odd_big: largest recent range */
+    size_t odd_bytes, odd_cap, odd_big; /* odd_big: largest recent free */
     size_t odd_dirty; /* bytes of odd ranges not known zero (may be resident) */
-    uint64_t decay_ms, last_decay, last_fade;
+    uint64_t decay_ms, last_decay, last_fade, last_peak_fade;
     bool enabled, thp;
     bool background; /* HAKMEM_BACKGROUND: the thread may be asked for */
     bool bg_idle;    /* the thread sleeps until woken: the tiers were empty */
     /* counters, under the lock */
     uint64_t hot_hits, hot_misses, warm_hits, warm_misses, odd_hits,
-        purged_spans, decayed_spans;
+        purged_spans, decayed_spans, odd_extends;
 } g;
 
 static _Atomic uint64_t tls_bytes, tls_hits, bytes_out, cold_maps, cold_unmaps;
+/* The recent high-water mark of bytes_out: raised as clients take spans,
+ * faded toward bytes_out by each finished decay pass. */
+static _Atomic uint64_t out_peak;
 static atomic_int init_state; /* 0 new, 1 registering, 2 ready */
 static pthread_key_t tls_key;
 
@@ -179,8 +183,6 @@ static void odd_remove(uint32_t i) {
 }
 
 static bool odd_insert(uintptr_t a, size_t len, bool zero, uint64_t now) {
-    if (len > g.odd_big)
-        g.odd_big = len;
     uint32_t i = odd_search(a);
     /* Neighbours merge only when both are known zero or both are not, so
      * an untouched range never becomes dirty by merging. */
@@ -274,17 +276,38 @@ static bool warm2m_fold_locked(void) {
     return moved != 0;
 }
 
-/* The odd-range cap: the configured bytes at most; otherwise a quarter of
- * what clients hold, or room for a few of the largest recent ranges, at
- * least ODD_MIN_CAP.  So the cache scales with the heap and its block sizes
- * instead of doubling a small heap. */
+/* The odd-range cap for `out` bytes handed out and a recent high-water mark
+ * `peak`: what clients gave back since the peak (peak - out), plus a slack
+ * of a quarter of `out` (at least ODD_MIN_CAP), or room for a few of the
+ * largest recent frees `big` if that is more; the configured bytes at
+ * most.  Cached memory then fills the room clients freed below their own
+ * recent peak, where it raises the resident set over that peak by the slack
+ * at most, and a heap that churns large blocks (freeing 40 MiB, then taking
+ * 40 MiB again) keeps them instead of unmapping them and faulting fresh
+ * pages in (and, with threads, paying a TLB shootdown per munmap). */
+size_t pa_odd_cap_for(size_t out, size_t peak, size_t big, size_t cap_max) {
+    size_t slack = out / ODD_SHARE;
+    if (slack < ODD_MIN_CAP)
+        slack = ODD_MIN_CAP;
+    size_t cap = (peak > out ? peak - out : 0) + slack;
+    if (cap < ODD_BIG_SPANS * big)
+        cap = ODD_BIG_SPANS * big;
+    return cap < cap_max ? cap : cap_max;
+}
+
 static size_t odd_cap_now(void) {
-    size_t share = (size_t)atomic_load_explicit(&bytes_out, memory_order_relaxed) / ODD_SHARE;
-    if (share < ODD_MIN_CAP)
-        share = ODD_MIN_CAP;
-    if (share < ODD_BIG_SPANS * g.odd_big)
-        share = ODD_BIG_SPANS * g.odd_big;
-    return share < g.odd_cap ? share : g.odd_cap;
+    return pa_odd_cap_for((size_t)atomic_load_explicit(&bytes_out, memory_order_relaxed),
+                          (size_t)atomic_load_explicit(&out_peak, memory_order_relaxed),
+                          g.odd_big, g.odd_cap);
+}
+
+/* Clients took `size` more bytes: raise the high-water mark with them. */
+static void out_add(size_t size) {
+    uint64_t now = atomic_fetch_add_explicit(&bytes_out, size, memory_order_relaxed) + size;
+    uint64_t peak = atomic_load_explicit(&out_peak, memory_order_relaxed);
+    while (now > peak && !atomic_compare_exchange_weak_explicit(
+                             &out_peak, &peak, now, memory_order_relaxed, memory_order_relaxed))
+        ;
 }
 
 /* Evict dirty odd ranges while their bytes are over the cap, oldest first;
@@ -379,10 +402,22 @@ static void decay_locked(uint64_t now, bool force, pa_victims *vic) {
     }
     if (vic->n < VICTIMS) {
         g.last_decay = now; /* finished; otherwise the next call goes on */
+        /* Fades are paced by the clock, not by passes: the background
+         * thread runs passes as often as spans fall due. */
         if (force || now - g.last_fade >= period) {
             g.last_fade = now;
-            g.odd_big /= 2; /* the largest recent range fades out */
+            g.odd_big /= 2; /* the largest recent free fades out */
         }
+        /* The high-water mark fades halfway toward what is out now, once
+         * per decay time: fading it every pass shrank the cap of a busy
+         * heap between two of its peaks (malloc_large faulted more). */
+        uint64_t out = atomic_load_explicit(&bytes_out, memory_order_relaxed);
+        uint64_t peak = atomic_load_explicit(&out_peak, memory_order_relaxed);
+        if (peak > out && (force || now - g.last_peak_fade >= g.decay_ms)) {
+            g.last_peak_fade = now;
+            atomic_compare_exchange_strong_explicit(&out_peak, &peak, out + (peak - out) / 2,
+                                                    memory_order_relaxed, memory_order_relaxed);
+        } /* a client raising it meanwhile wins */
     }
 }
 
@@ -454,7 +489,7 @@ static void init_body(void) {
         g.ring[k] = (pa_ring){v, (uint32_t)caps[k], 0, 0, spans[k]};
         v += caps[k];
     }
-    g.last_decay = g.last_fade = pa_os_now_ms();
+    g.last_decay = g.last_fade = g.last_peak_fade = pa_os_now_ms();
     pthread_key_create(&tls_key, tls_destructor);
     init_ok = true;
 }
@@ -493,7 +528,7 @@ static bool valid_request(size_t size, size_t align) {
 static void *finish_alloc(uintptr_t a, size_t size, const pa_desc *owner,
                           bool z, bool *zero) {
     pa_pagemap_set((void *)a, size, owner); /* leaves exist: it was mapped */
-    count_add(&bytes_out, (int64_t)size);
+    out_add(size);
     *zero = z;
     return (void *)a;
 }
@@ -526,6 +561,68 @@ static __attribute__((noinline)) void *cold_chunk_slow(size_t size) {
     release(&vic);
     bg_after(note);
     return c;
+}
+
+/* A large request the odd set cannot hold: grow its largest cached range
+ * that holds at least a quarter of it into the free address space beside
+ * it (above, else below) by mapping only the difference, so that part
+ * faults in instead of the whole request.  The range is taken out of the set
+ * while the mappings are tried outside the lock, and put back when neither
+ * side is free.  The cap trims ranges from their tails (the address space
+ * above them becomes free), so after an eviction the next large miss
+ * usually finds room here. */
+static __attribute__((noinline)) void *odd_extend_slow(size_t size, const pa_desc *owner) {
+    pa_victims vic = {.n = 0};
+    pa_range e = {0, 0, 0, false};
+    pa_lock(&g.lock);
+    uint32_t best = UINT32_MAX;
+    for (uint32_t i = 0; i < g.odd_n; i++) {
+        const pa_range *r = &g.odd[i];
+        if (r->len >= size / EXTEND_MIN_SHARE && r->len < size &&
+            (best == UINT32_MAX || r->len > g.odd[best].len) &&
+            (!pa_pagemap_get((void *)(r->addr + r->len)) ||
+             (r->addr >= size - r->len && !pa_pagemap_get((void *)(r->addr - PA_PAGE)))))
+            best = i;
+    }
+    if (best != UINT32_MAX) {
+        e = g.odd[best];
+        odd_remove(best);
+    }
+    check_locked();
+    pa_unlock(&g.lock);
+    if (!e.len)
+        return NULL;
+    size_t need = size - e.len;
+    uintptr_t start = 0, ext = 0;
+    int err;
+    if (!pa_pagemap_get((void *)(e.addr + e.len)) &&
+        pa_os_map_at((void *)(e.addr + e.len), need, &err))
+        start = e.addr, ext = e.addr + e.len;
+    else if (e.addr >= need && !pa_pagemap_get((void *)(e.addr - PA_PAGE)) &&
+             pa_os_map_at((void *)(e.addr - need), need, &err))
+        start = ext = e.addr - need;
+    if (start && !pa_pagemap_set((void *)start, size, owner)) {
+        pa_os_unmap((void *)ext, need);
+        start = 0;
+    }
+    if (start) {
+        count_add(&cold_maps, 1);
+        if (g.thp)
+            pa_os_hugepage((void *)ext, need);
+        pa_lock(&g.lock);
+        g.odd_hits++;
+        g.odd_extends++;
+        pa_unlock(&g.lock);
+        out_add(size);
+        return (void *)start;
+    }
+    pa_lock(&g.lock);
+    if (!odd_insert(e.addr, e.len, e.zero, e.t))
+        vic.v[vic.n++] = (pa_victim){e.addr, e.len};
+    check_locked();
+    pa_unlock(&g.lock);
+    release(&vic);
+    return NULL;
 }
 
 void *pa_alloc(size_t size, size_t align, const pa_desc *owner, bool *zero,
@@ -577,6 +674,13 @@ void *pa_alloc(size_t size, size_t align, const pa_desc *owner, bool *zero,
         if (c) /* fresh: known zero */
             return finish_alloc((uintptr_t)c, size, owner, true, zero);
     }
+    if (g.enabled && size >= COLD_CHUNK && align == PA_PAGE) {
+        void *x = odd_extend_slow(size, owner);
+        if (x) { /* part cached, part fresh */
+            *zero = false;
+            return x;
+        }
+    }
     void *p = pa_os_map(size, align);
     if (!p && g.enabled) {
         /* Refused (address-space limit, overcommit): what the caches hold
@@ -594,7 +698,7 @@ void *pa_alloc(size_t size, size_t align, const pa_desc *owner, bool *zero,
     bg_note_cold(size);
     if (g.thp && size >= SZ_2M && !((uintptr_t)p & (SZ_2M - 1)))
         pa_os_hugepage(p, size);
-    count_add(&bytes_out, (int64_t)size);
+    out_add(size);
     *zero = true;
     return p;
 }
@@ -695,6 +799,8 @@ int pa_free(void *p, size_t size, unsigned flags) {
     bool z = (flags & PA_F_ZERO) != 0;
     pa_span s = {a, now, z};
     pa_lock(&g.lock);
+    if (size > g.odd_big)
+        g.odd_big = size;
     pa_ring *r = ring_for(size, a);
     if (!(r && ring_push(r, s, &vic)) && !odd_insert(a, size, z, now))
         vic.v[vic.n++] = (pa_victim){a, size}; /* room was made for it above */
@@ -827,6 +933,7 @@ void pa_stats_get(pa_stats *o) {
         o->odd_hits = g.odd_hits;
         o->purged_spans = g.purged_spans;
         o->decayed_spans = g.decayed_spans;
+        o->odd_extends = g.odd_extends;
         o->hot_bytes = ring_bytes(&g.ring[R_HOT]);
         o->warm_bytes = ring_bytes(&g.ring[R_64K]) + ring_bytes(&g.ring[R_128K]) +
                         ring_bytes(&g.ring[R_2M]);
@@ -845,3 +952,4 @@ void pa_stats_get(pa_stats *o) {
     o->bg_passes = atomic_load_explicit(&pa_bg_passes, memory_order_relaxed);
     o->bg_running = pa_background_running();
 }
+

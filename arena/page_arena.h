@@ -42,8 +42,13 @@ void pa_decay_now(void);
 /* Hand this thread's hot pages to the shared stack (thread exit). */
 void pa_thread_flush(void);
 
+/* The odd-range set's cap on dirty bytes (page_arena.c) for `out` bytes
+ * handed out, a recent high-water mark `peak` of them, the largest recent
+ * free `big`, and the configured maximum `cap_max`. */
+size_t pa_odd_cap_for(size_t out, size_t peak, size_t big, size_t cap_max);
+
 typedef struct pa_stats {
-    uint64_t hot_hits, hot_misses, warm_hits, warm_misses, odd_hits,
+    uint64_t hot_hits, hot_misses, warm_hits, warm_misses, odd_hits, odd_extends,
         cold_maps, cold_unmaps, purged_spans, decayed_spans,
         hot_bytes, warm_bytes, odd_bytes, tls_bytes, bytes_cached,
         bytes_out, meta_bytes, pagemap_bytes,

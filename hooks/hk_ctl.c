@@ -71,6 +71,7 @@ static const hk_stat stat_table[] = {
     {"stats.page_arena.warm.bytes", PA(warm_bytes), "bytes in the warm buckets"},
     {"stats.page_arena.odd.hits", PA(odd_hits), "requests served from cached odd-sized ranges"},
     {"stats.page_arena.odd.bytes", PA(odd_bytes), "bytes in the odd-range set"},
+    {"stats.page_arena.odd.extends", PA(odd_extends), "large requests served by growing a cached range into free address space"},
     {"stats.page_arena.cold.maps", PA(cold_maps), "OS mappings made for spans"},
     {"stats.page_arena.cold.unmaps", PA(cold_unmaps), "cached spans returned to the OS"},
     {"stats.page_arena.purged", PA(purged_spans), "spans returned to the OS because a tier was full"},

@@ -2,7 +2,9 @@
  * overflow and decay releasing memory (mincore), 2 MiB alignment, sub-range
  * return, zero tracking, the page map, bad input, refused mmap, cold 2 MiB
  * chunks (zero and dirty ranges kept apart, only dirty bytes capped), THP
- * advice on chunks, and folding the 2 MiB ring into the odd set.
+ * advice on chunks, folding the 2 MiB ring into the odd set, the odd cap
+ * following the clients' recent peak, and growing a cached range into free
+ * address space for a large request.
  * Usage: arena_test <case>; each case runs in its own process (CTest). */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -304,6 +306,69 @@ static void case_warm2m_fold(void) {
     CHECK(st().cold_maps == maps && st().warm_bytes == 0);
 }
 
+#define M1 ((size_t)1 << 20)
+
+/* The odd cap: the room clients freed below their recent peak, plus a
+ * quarter of what they hold (at least 32 MiB), or four times the largest
+ * recent free, the configured cap at most; and a heap that frees 64 MiB of
+ * large spans keeps them all cached (a cap of a quarter of bytes out or
+ * four times the largest range kept 32). */
+static void case_odd_cap(void) {
+    const size_t max = 256 * M1;
+    CHECK(pa_odd_cap_for(0, 0, 0, max) == 32 * M1);
+    CHECK(pa_odd_cap_for(400 * M1, 400 * M1, M1, max) == 100 * M1);
+    CHECK(pa_odd_cap_for(300 * M1, 400 * M1, M1, max) == 175 * M1);
+    CHECK(pa_odd_cap_for(300 * M1, 200 * M1, M1, max) == 75 * M1); /* a stale peak */
+    CHECK(pa_odd_cap_for(300 * M1, 400 * M1, 50 * M1, max) == 200 * M1); /* 4 x big */
+    CHECK(pa_odd_cap_for(300 * M1, 400 * M1, M1, 16 * M1) == 16 * M1);
+    enum { N = 8 };
+    char *p[N];
+    for (int i = 0; i < N; i++) {
+        p[i] = alloc(8 * M1, 0, NULL);
+        memset(p[i], i + 1, 8 * M1);
+    }
+    uint64_t purged = st().purged_spans;
+    for (int i = 0; i < N; i++)
+        CHECK(pa_free(p[i], 8 * M1, 0) == 0);
+    CHECK(st().purged_spans == purged);
+    CHECK(st().odd_bytes == N * 8 * M1);
+    for (int i = 0; i < N; i++)
+        CHECK(resident(p[i], 4 * M1) == 1024 && p[i][8 * M1 - 1] == i + 1);
+}
+
+/* Run with HAKMEM_PAGE_ARENA_ODD_CAP_MB=8.  A freed 16 MiB span keeps its
+ * first 8 MiB cached (the cap unmaps the tail); a 12 MiB request then grows
+ * that range into the free address space above it, mapping only 4 MiB, and
+ * keeps its contents.  With both sides taken the range stays cached and the
+ * request maps fresh memory. */
+static void case_odd_extend(void) {
+    char *p = alloc(16 * M1, 0, NULL);
+    memset(p, 7, 16 * M1);
+    CHECK(pa_free(p, 16 * M1, 0) == 0);
+    CHECK(st().odd_bytes == 8 * M1);
+    CHECK(resident(p, PA_PAGE) == 1 && resident(p + 8 * M1, PA_PAGE) == -1);
+    uint64_t ext = st().odd_extends;
+    bool z = true;
+    char *q = alloc(12 * M1, 0, &z);
+    CHECK(q == p && !z && st().odd_extends == ext + 1 && st().odd_bytes == 0);
+    CHECK(resident(q + 8 * M1, PA_PAGE) == 0); /* mapped, not yet touched */
+    CHECK(q[0] == 7 && q[8 * M1 - 1] == 7 && q[8 * M1] == 0 && q[12 * M1 - 1] == 0);
+    memset(q, 8, 12 * M1);
+    CHECK(pa_free(q, 12 * M1, 0) == 0);
+    CHECK(st().odd_bytes == 8 * M1); /* the cap cut the tail again */
+    /* Take the pages just above and below the cached range. */
+    void *above = mmap(p + 8 * M1, PA_PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS |
+                       MAP_FIXED_NOREPLACE, -1, 0);
+    CHECK(above == p + 8 * M1);
+    void *below = mmap(p - PA_PAGE, PA_PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS |
+                       MAP_FIXED_NOREPLACE, -1, 0);
+    CHECK(below == p - PA_PAGE || (below == MAP_FAILED && errno == EEXIST));
+    char *r = alloc(12 * M1, 0, &z);
+    CHECK(r != p && z && st().odd_extends == ext + 1);
+    CHECK(st().odd_bytes == 8 * M1 && p[0] == 8); /* still cached, untouched */
+    CHECK(alloc(8 * M1, 0, &z) == p && !z);
+}
+
 /* HAKMEM_PAGE_ARENA_ENABLE=0: every request goes to the OS. */
 static void case_disabled(void) {
     void *p = alloc(K64, 0, NULL);
@@ -323,6 +388,7 @@ int main(int argc, char **argv) {
         {"bad_input", case_bad_input}, {"mmap_refused", case_mmap_refused},
         {"disabled", case_disabled}, {"cold_chunk", case_cold_chunk},
         {"thp_chunk", case_thp_chunk}, {"warm2m_fold", case_warm2m_fold},
+        {"odd_cap", case_odd_cap}, {"odd_extend", case_odd_extend},
     };
     CHECK(argc == 2);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
