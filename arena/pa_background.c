@@ -5,8 +5,9 @@
  * The decay it runs is page_arena.c's (pa_background_pass).
  *
  * The thread never calls malloc: it runs only PageArena code (leaf lock,
- * munmap) and futex waits.  It blocks every signal, so signals go to the
- * program's threads. */
+ * munmap), futex waits and the tick a library registers (libhakmem_je.so:
+ * jemalloc's decay, through mallctl, with no HAKMEM lock held).  It blocks
+ * every signal, so signals go to the program's threads. */
 #define _GNU_SOURCE
 #include "arena/pa_background.h"
 
@@ -32,6 +33,7 @@ static atomic_bool bg_stop;
 static atomic_bool bg_sticky; /* started on request: a fork child asks again */
 static pthread_t bg_thread;
 static void (*_Atomic bg_on_start)(void);
+static uint64_t (*_Atomic bg_tick)(void);
 
 static void futex_wait(_Atomic uint32_t *w, uint32_t val, uint64_t ms) {
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
@@ -51,7 +53,12 @@ static void *bg_main(void *unused) {
     prctl(PR_SET_NAME, "hakmem-bg", 0, 0, 0);
     while (!atomic_load_explicit(&bg_stop, memory_order_acquire)) {
         uint32_t seq = atomic_load_explicit(&pa_bg_seq, memory_order_acquire);
+        uint64_t (*tick)(void) = atomic_load_explicit(&bg_tick, memory_order_acquire);
+        uint64_t tick_ms = tick ? tick() : UINT64_MAX; /* before the pass: it
+                                                         * may cache spans */
         uint64_t ms = pa_background_pass(&seq);
+        if (tick_ms < ms)
+            ms = tick_ms;
         atomic_fetch_add_explicit(&pa_bg_passes, 1, memory_order_relaxed);
         if (atomic_load_explicit(&bg_stop, memory_order_acquire))
             break;
@@ -104,6 +111,11 @@ void pa_background_on_start(void (*fn)(void)) {
     atomic_store(&bg_on_start, fn);
     if (fn && pa_background_running())
         fn(); /* already running: the caller is at a safe point too */
+}
+
+void pa_background_on_tick(uint64_t (*fn)(void)) {
+    atomic_store_explicit(&bg_tick, fn, memory_order_release);
+    pa_background_wake(); /* a sleeping thread picks it up now */
 }
 
 void pa_background_stop(void) {

@@ -54,6 +54,11 @@ void pa_background_wake(void);
 /* fn runs at the safe point right after each start, a fork child's
  * included (the hooks layer turns jemalloc's own background threads on). */
 void pa_background_on_start(void (*fn)(void));
+/* fn runs on the thread at the start of every wake-up, before the decay
+ * pass, with no lock held; it returns the milliseconds until it wants to
+ * run again (UINT64_MAX: not before the next wake-up).  libhakmem_je.so
+ * runs jemalloc's decay from it. */
+void pa_background_on_tick(uint64_t (*fn)(void));
 /* Stop the thread and join it (bounded wait). */
 void pa_background_stop(void);
 /* In a fork child: no thread runs; ask again when `cached` (or after

@@ -142,15 +142,18 @@ static void *hk_alloc(extent_hooks_t *h, void *new_addr, size_t size,
     return p;
 }
 
-/* Is this one of jemalloc's background threads (opt.background_thread)?
- * jemalloc names them "jemalloc_bg_thd" before their first decay pass; the
- * answer is read once per thread (prctl: a system call, no malloc). */
+/* Is this a thread that runs jemalloc's decay in the background: one of
+ * jemalloc's own (opt.background_thread; jemalloc names them
+ * "jemalloc_bg_thd" before their first decay pass) or the PageArena's
+ * ("hakmem-bg", which runs it in libhakmem_je.so)?  Read once per thread
+ * (prctl: a system call, no malloc). */
 static __thread signed char on_je_bg_thread __attribute__((tls_model("initial-exec")));
 static bool je_bg_thread(void) {
     if (PA_UNLIKELY(!on_je_bg_thread)) {
         char name[16] = {0};
         prctl(PR_GET_NAME, name, 0, 0, 0);
-        on_je_bg_thread = strcmp(name, "jemalloc_bg_thd") == 0 ? 1 : -1;
+        on_je_bg_thread =
+            strcmp(name, "jemalloc_bg_thd") == 0 || strcmp(name, "hakmem-bg") == 0 ? 1 : -1;
     }
     return on_je_bg_thread > 0;
 }
@@ -167,9 +170,11 @@ static bool hk_dalloc(extent_hooks_t *h, void *addr, size_t size,
     hk_je_map *m = map_of(d);
     if (m && (m->base != (char *)addr || m->size != size))
         return true; /* retain: part of a mapping stays with its arena */
-    /* jemalloc's background threads hand back only extents that sat dirty
-     * for about the arena's decay time: caching them for the PageArena's
-     * own decay time on top would hold idle memory twice as long. */
+    /* Decay on a background thread (jemalloc's own, or the PageArena's
+     * running jemalloc's decay in libhakmem_je.so) hands back only extents
+     * that sat dirty for about the arena's decay time: caching them for the
+     * PageArena's own decay time on top would hold idle memory twice as
+     * long. */
     unsigned flags = PA_F_NOTLS | (je_bg_thread() ? PA_F_UNMAP : 0);
     if (pa_free(addr, size, flags) != 0)
         return true; /* not a range we handed out whole: jemalloc keeps it */

@@ -156,6 +156,16 @@ static bool range_flag(const void *p, size_t n, const char *f, bool want, bool a
     return at >= hi;
 }
 
+/* For a failed check: the VMAs over [p, p+n) and their flags. */
+static bool vmas_shown(const void *p, size_t n) {
+    fprintf(stderr, "block %p + %zu:\n", p, n);
+    for (unsigned i = 0; i < nvma; i++)
+        if (vmas[i].hi > (uintptr_t)p && vmas[i].lo < (uintptr_t)p + n)
+            fprintf(stderr, "  %lx-%lx %s\n", (unsigned long)vmas[i].lo,
+                    (unsigned long)vmas[i].hi, vmas[i].flags);
+    return false;
+}
+
 static unsigned long huge_kib_over(const void *p, size_t n) {
     unsigned long k = 0;
     for (unsigned i = 0; i < nvma; i++)
@@ -692,10 +702,12 @@ static void share_phase(void) {
                 unsigned a = 0;
                 while (sh_arena[a] != sh_box[i].a[k])
                     a++;
+                void *p = sh_box[i].p[k];
+                size_t n = sh_box[i].n[k];
                 if (kinds[a] & HAK_ARENA_NODUMP)
-                    CHECK(range_flag(sh_box[i].p[k], sh_box[i].n[k], "dd", true, false));
+                    CHECK(range_flag(p, n, "dd", true, false) || vmas_shown(p, n));
                 if ((kinds[a] & HAK_ARENA_HUGE) && thp)
-                    CHECK(range_flag(sh_box[i].p[k], sh_box[i].n[k], "hg", true, true));
+                    CHECK(range_flag(p, n, "hg", true, true) || vmas_shown(p, n));
                 verify(sh_box[i].p[k], sh_box[i].n[k], (unsigned)sh_box[i].n[k]);
                 dallocx(sh_box[i].p[k], MALLOCX_TCACHE_NONE);
                 sh_box[i].p[k] = NULL;
