@@ -264,17 +264,7 @@ static int run_cache(const char *variant, double scale) {
 #define NODE 64
 
 static long anon_huge_kib(void) {
-    char buf[4096];
-    int fd = open("/proc/self/smaps_rollup", O_RDONLY);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = 0;
-    const char *p = strstr(buf, "AnonHugePages:");
-    return p ? strtol(p + 14, NULL, 10) : -1;
+    return proc_kib("/proc/self/smaps_rollup", "AnonHugePages:");
 }
 
 static int dtlb_counter(void) {

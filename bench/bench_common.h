@@ -9,12 +9,11 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Peak RSS of this process in KiB (VmHWM), read without allocating.  The
- * runner's wait4 ru_maxrss would include the runner's own RSS: Linux carries
- * the pre-exec address space's high-water mark across exec. */
-static inline long peak_rss_kib(void) {
+/* The number after `key` in a /proc file of at most 4 KiB (KiB values of
+ * status and smaps_rollup), read without allocating; -1 when absent. */
+static inline long proc_kib(const char *path, const char *key) {
     char buf[4096];
-    int fd = open("/proc/self/status", O_RDONLY);
+    int fd = open(path, O_RDONLY);
     if (fd < 0)
         return -1;
     ssize_t n = read(fd, buf, sizeof buf - 1);
@@ -22,9 +21,14 @@ static inline long peak_rss_kib(void) {
     if (n <= 0)
         return -1;
     buf[n] = 0;
-    const char *p = strstr(buf, "VmHWM:");
-    return p ? strtol(p + 6, NULL, 10) : -1;
+    const char *p = strstr(buf, key);
+    return p ? strtol(p + strlen(key), NULL, 10) : -1;
 }
+
+/* Peak RSS of this process in KiB (VmHWM).  The runner's wait4 ru_maxrss
+ * would include the runner's own RSS: Linux carries the pre-exec address
+ * space's high-water mark across exec. */
+static inline long peak_rss_kib(void) { return proc_kib("/proc/self/status", "VmHWM:"); }
 
 /* One uint64_t statistic through hak_mallctl (passed in: bench_workloads
  * finds it at run time, bench_arenas links it); -1 when it does not answer. */

@@ -737,13 +737,13 @@ def perf_dtlb_note():
 def kinds_report(args, build, env0, timeout, scales, csv_rows, runs):
     """Run the arena-kinds rows (into runs, keyed (workload, row name));
     return their markdown tables."""
-    todo = [w for w in args.only if w in KINDS_WORKLOADS]
-    if not todo:
+    kinds_run = [w for w in args.only if w in KINDS_WORKLOADS]
+    if not kinds_run:
         return []
     binary = find_binary(build, "bench_blockcache")
     if not binary:
         return ["## arena kinds", "", "skipped: bench_blockcache not built", ""]
-    plan = [(w, row, rep) for w in todo for rep in range(1, args.reps + 1)
+    plan = [(w, row, rep) for w in kinds_run for rep in range(1, args.reps + 1)
             for row in (BLOCKCACHE_ROWS if w == "blockcache" else CHASE_ROWS)]
     for i, (w, (name, arg, env), rep) in enumerate(plan):
         prior = runs.get((w, name), [])
@@ -780,7 +780,7 @@ def kinds_report(args, build, env0, timeout, scales, csv_rows, runs):
             "%.2fs" % r["secs"] if r["status"] == "ok" else "%s (%s)" % (r["status"], r["detail"]),
             wall))
     md = []
-    if "blockcache" in todo:
+    if "blockcache" in kinds_run:
         for setting in ("retain:false", "retain:true"):
             rows = [n for n, _, _ in BLOCKCACHE_ROWS if n.endswith(setting)]
             summ = summarize(runs, rows, "blockcache")
@@ -801,7 +801,7 @@ def kinds_report(args, build, env0, timeout, scales, csv_rows, runs):
                            " %.2fx the faults and %.2fx the peak RSS of jemalloc's own hooks, and"
                            " %.2fx the time of the folly-style hook."
                            % (pa["time_ratio"], pa["faults_ratio"], pa["rss_ratio"], vs_folly), ""]
-    if "chase" in todo:
+    if "chase" in kinds_run:
         md += ["## chase (scale %g): 512 MiB pointer chase" % scales["chase"], "",
                "Time of the timed loop (wall and the thread's CPU time), setup (map, fault in,"
                " link); dTLB read misses counted in-process with perf_event_open (n/a where the"

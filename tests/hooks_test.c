@@ -24,6 +24,7 @@
 
 #include "arena/page_arena.h"
 #include "check.h"
+#include "page_pattern.h"
 #include "hakmem.h"
 
 #define MiB ((size_t)1 << 20)
@@ -41,20 +42,6 @@ static void arena_ctl(unsigned ind, const char *what) {
     CHECK(mallctl(name, NULL, NULL, NULL, 0) == 0);
 }
 
-/* One byte per page and the last byte; the page bytes stop short of the last
- * byte, which a block of 4096 k + 1 bytes would otherwise share with one. */
-static void fill(unsigned char *p, size_t n, unsigned seed) {
-    for (size_t i = 0; i + 1 < n; i += 4096)
-        p[i] = (unsigned char)(seed + i / 4096);
-    p[n - 1] = (unsigned char)seed;
-}
-
-static void verify(const unsigned char *p, size_t n, unsigned seed) {
-    for (size_t i = 0; i + 1 < n; i += 4096)
-        CHECK(p[i] == (unsigned char)(seed + i / 4096));
-    CHECK(p[n - 1] == (unsigned char)seed);
-}
-
 static void case_create(void) {
     unsigned ind;
     CHECK(hak_arena_create(&ind) == 0);
@@ -66,13 +53,13 @@ static void case_create(void) {
     for (size_t sz = 64 << 10; sz <= 16 * MiB; sz *= 2, n++) {
         p[n] = mallocx(sz, flags);
         CHECK(p[n] != NULL);
-        fill(p[n], sz, n);
+        page_fill(p[n], sz, n);
     }
     CHECK(stat("stats.hooks.alloc_calls") > calls);
     CHECK(stat("stats.hooks.bytes_active") >= 16 * MiB);
     n = 0;
     for (size_t sz = 64 << 10; sz <= 16 * MiB; sz *= 2, n++) {
-        verify(p[n], sz, n);
+        page_verify(p[n], sz, n);
         CHECK(sallocx(p[n], 0) >= sz);
         dallocx(p[n], MALLOCX_TCACHE_NONE);
     }
@@ -93,7 +80,7 @@ static void case_purge_destroy(void) {
     for (int i = 0; i < 32; i++) {
         p[i] = mallocx((size_t)(i + 1) * 256 * 1024, flags);
         CHECK(p[i] != NULL);
-        fill(p[i], (size_t)(i + 1) * 256 * 1024, (unsigned)i);
+        page_fill(p[i], (size_t)(i + 1) * 256 * 1024, (unsigned)i);
     }
     for (int i = 0; i < 32; i += 2)
         dallocx(p[i], MALLOCX_TCACHE_NONE);
@@ -102,7 +89,7 @@ static void case_purge_destroy(void) {
     /* purge hands the dirty extents back through dalloc */
     CHECK(stat("stats.hooks.dalloc_calls") > dallocs);
     for (int i = 1; i < 32; i += 2) {
-        verify(p[i], (size_t)(i + 1) * 256 * 1024, (unsigned)i);
+        page_verify(p[i], (size_t)(i + 1) * 256 * 1024, (unsigned)i);
         dallocx(p[i], MALLOCX_TCACHE_NONE);
     }
     CHECK(stat("stats.hooks.bytes_active") > active0);
@@ -123,13 +110,13 @@ static void case_attach(void) {
     for (int i = 0; i < 64; i++) {
         p[i] = malloc(4 * MiB);
         CHECK(p[i] != NULL);
-        fill(p[i], 4 * MiB, (unsigned)i);
+        page_fill(p[i], 4 * MiB, (unsigned)i);
     }
     CHECK(stat("stats.hooks.alloc_calls") > calls);
     CHECK(stat("stats.hooks.bytes_active") >= active + 64 * 4 * MiB);
     CHECK(stat("stats.hooks.arenas") == arenas + 1); /* arena 0 drew on them */
     for (int i = 0; i < 64; i++) {
-        verify(p[i], 4 * MiB, (unsigned)i);
+        page_verify(p[i], 4 * MiB, (unsigned)i);
         free(p[i]);
     }
     free(warm); /* a pre-attach range: jemalloc's own, never ours */
@@ -149,11 +136,11 @@ static void case_attach(void) {
     for (int i = 0; i < 8; i++) {
         big[i] = malloc(16 * MiB);
         CHECK(big[i] != NULL);
-        fill(big[i], 16 * MiB, (unsigned)i);
+        page_fill(big[i], 16 * MiB, (unsigned)i);
     }
     CHECK(stat("stats.hooks.alloc_calls") > calls);
     for (int i = 0; i < 8; i++) {
-        verify(big[i], 16 * MiB, (unsigned)i);
+        page_verify(big[i], 16 * MiB, (unsigned)i);
         free(big[i]);
     }
     /* re-attaching is a no-op; bad indexes are refused */
@@ -170,7 +157,7 @@ static void case_sharing(void) {
     for (int i = 0; i < 8; i++) {
         p[i] = mallocx(4 * MiB, flags);
         CHECK(p[i] != NULL);
-        fill(p[i], 4 * MiB, (unsigned)i);
+        page_fill(p[i], 4 * MiB, (unsigned)i);
     }
     for (int i = 0; i < 8; i++)
         dallocx(p[i], MALLOCX_TCACHE_NONE);
@@ -196,9 +183,9 @@ static void case_sharing(void) {
     maps = stat("stats.page_arena.cold.maps");
     void *q = mallocx(3 * MiB, MALLOCX_ARENA(ind) | MALLOCX_TCACHE_NONE);
     CHECK(q != NULL);
-    fill(q, 3 * MiB, 9);
+    page_fill(q, 3 * MiB, 9);
     CHECK(stat("stats.page_arena.cold.maps") == maps);
-    verify(q, 3 * MiB, 9);
+    page_verify(q, 3 * MiB, 9);
     dallocx(q, MALLOCX_TCACHE_NONE);
 }
 
@@ -287,7 +274,7 @@ static void *th_worker(void *arg) {
         size_t n = ((size_t)64 << 10) + ((rnd >> 8) % 64) * 48 * 1024; /* 64 KiB - 3 MiB */
         unsigned char *p = mallocx(n, MALLOCX_ARENA(a) | MALLOCX_TCACHE_NONE);
         CHECK(p != NULL);
-        fill(p, n, (unsigned)n);
+        page_fill(p, n, (unsigned)n);
         /* swap with a slot of the next thread's box: the block is freed
          * there, by whichever thread takes it out */
         unsigned to = (me + 1) % TH_N, k = (rnd >> 4) % TH_SLOTS;
@@ -298,7 +285,7 @@ static void *th_worker(void *arg) {
         th_box[to].n[k] = n;
         pthread_mutex_unlock(&th_box[to].lock);
         if (old) {
-            verify(old, oldn, (unsigned)oldn);
+            page_verify(old, oldn, (unsigned)oldn);
             dallocx(old, MALLOCX_TCACHE_NONE);
         }
         if (i % 250 == 0)
@@ -329,7 +316,7 @@ static void case_threads(void) {
     for (unsigned i = 0; i < TH_N; i++)
         for (unsigned k = 0; k < TH_SLOTS; k++)
             if (th_box[i].p[k]) {
-                verify(th_box[i].p[k], th_box[i].n[k], (unsigned)th_box[i].n[k]);
+                page_verify(th_box[i].p[k], th_box[i].n[k], (unsigned)th_box[i].n[k]);
                 dallocx(th_box[i].p[k], MALLOCX_TCACHE_NONE);
             }
     /* The hooks' count of bytes held agrees exactly with jemalloc's own

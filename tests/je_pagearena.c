@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "page_pattern.h"
 
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
@@ -132,23 +133,6 @@ static unsigned arena_of(void *p) {
     size_t sz = sizeof ind;
     CHECK(je_ctl("arenas.lookup", &ind, &sz, &p, sizeof p) == 0);
     return ind;
-}
-
-/* One byte per page and the last byte; the page bytes stop short of the last
- * byte, which a block of 4096 k + 1 bytes would otherwise share with one. */
-static void fill(void *p, size_t n, unsigned seed) {
-    unsigned char *c = p;
-    for (size_t i = 0; i + 1 < n; i += 4096)
-        c[i] = (unsigned char)(seed + i / 4096);
-    c[n - 1] = (unsigned char)seed;
-}
-
-static bool intact(const void *p, size_t n, unsigned seed) {
-    const unsigned char *c = p;
-    for (size_t i = 0; i + 1 < n; i += 4096)
-        if (c[i] != (unsigned char)(seed + i / 4096))
-            return false;
-    return c[n - 1] == (unsigned char)seed;
 }
 
 /* First and last byte only: blocks whose pages need not all be resident. */
@@ -379,7 +363,7 @@ static void case_alloc_calls(void) {
     for (unsigned i = 0; i < B_BLOCKS; i++) {
         b[i] = malloc(B_SIZE);
         CHECK(b[i] != NULL);
-        fill(b[i], B_SIZE, i);
+        page_fill(b[i], B_SIZE, i);
     }
     uint64_t calls1 = hstat("stats.hooks.alloc_calls");
     uint64_t out1 = hstat("stats.page_arena.bytes_out");
@@ -403,7 +387,7 @@ static void case_alloc_calls(void) {
     uint64_t dalloc = hstat("stats.hooks.dalloc_calls");
     uint64_t active = hstat("stats.hooks.bytes_active");
     for (unsigned i = 0; i < B_BLOCKS; i++) {
-        CHECK(intact(b[i], B_SIZE, i));
+        CHECK(page_intact(b[i], B_SIZE, i));
         free(b[i]);
     }
     CHECK(je_ctl("arena.4096.purge", NULL, NULL, NULL, 0) == 0); /* every arena */
@@ -416,7 +400,7 @@ static void case_alloc_calls(void) {
     for (unsigned i = 0; i < B_BLOCKS; i++) {
         b[i] = malloc(B_SIZE);
         CHECK(b[i] != NULL);
-        fill(b[i], B_SIZE, i + 7);
+        page_fill(b[i], B_SIZE, i + 7);
     }
     uint64_t hits1 = hstat("stats.page_arena.warm.hits") + hstat("stats.page_arena.odd.hits");
     printf("alloc_calls: second batch: %llu PageArena cache hits, %llu new mappings\n",
@@ -425,7 +409,7 @@ static void case_alloc_calls(void) {
     CHECK(hits1 >= hits + B_BLOCKS / 2);
     CHECK(hstat("stats.page_arena.cold.maps") <= maps + 2);
     for (unsigned i = 0; i < B_BLOCKS; i++) {
-        CHECK(intact(b[i], B_SIZE, i + 7));
+        CHECK(page_intact(b[i], B_SIZE, i + 7));
         free(b[i]);
     }
 }
@@ -442,7 +426,7 @@ static void case_create(void) {
     uint64_t calls = hstat("stats.hooks.alloc_calls");
     void *p = je_mallocx(3 * MiB, MALLOCX_ARENA(ind) | MALLOCX_TCACHE_NONE);
     CHECK(p != NULL && arena_of(p) == ind);
-    fill(p, 3 * MiB, 1);
+    page_fill(p, 3 * MiB, 1);
     CHECK(hstat("stats.hooks.alloc_calls") > calls);
     je_dallocx(p, MALLOCX_TCACHE_NONE);
     /* arenas.create without hooks: jemalloc's default configuration, which
@@ -468,7 +452,7 @@ static void case_create(void) {
     for (unsigned i = 0; i < NF; i++) {
         old[i] = je_mallocx(512 * KiB, MALLOCX_ARENA(foreign) | MALLOCX_TCACHE_NONE);
         CHECK(old[i] != NULL);
-        fill(old[i], 512 * KiB, i);
+        page_fill(old[i], 512 * KiB, i);
     }
     /* not from the hooks: 16 blocks would be 16 alloc calls (jemalloc's
      * global metadata, on the hooks since arena 0 is, may take one) */
@@ -483,7 +467,7 @@ static void case_create(void) {
     for (unsigned i = 0; i < NF; i++) {
         fresh[i] = je_mallocx(5 * MiB, MALLOCX_ARENA(foreign) | MALLOCX_TCACHE_NONE);
         CHECK(fresh[i] != NULL);
-        fill(fresh[i], 5 * MiB, i + 50);
+        page_fill(fresh[i], 5 * MiB, i + 50);
     }
     CHECK(hstat("stats.hooks.alloc_calls") > calls);
     CHECK(hstat("stats.hooks.arenas") == arenas + 1); /* this one drew on them */
@@ -491,9 +475,9 @@ static void case_create(void) {
      * hook call about them goes to the default hooks */
     uint64_t fwd = hstat("stats.hooks.forwarded_calls");
     for (unsigned i = 0; i < NF; i++) {
-        CHECK(intact(old[i], 512 * KiB, i));
+        CHECK(page_intact(old[i], 512 * KiB, i));
         je_dallocx(old[i], MALLOCX_TCACHE_NONE);
-        CHECK(intact(fresh[i], 5 * MiB, i + 50));
+        CHECK(page_intact(fresh[i], 5 * MiB, i + 50));
         je_dallocx(fresh[i], MALLOCX_TCACHE_NONE);
     }
     char name[64];
@@ -571,8 +555,8 @@ static void *f_worker(void *arg) {
 static void *f_child_thread(void *arg) {
     void *p = malloc(100), *q = malloc(300 * KiB);
     CHECK(p && q);
-    fill(q, 300 * KiB, 3);
-    CHECK(intact(q, 300 * KiB, 3));
+    page_fill(q, 300 * KiB, 3);
+    CHECK(page_intact(q, 300 * KiB, 3));
     free(p);
     free(q);
     return arg;
@@ -580,7 +564,7 @@ static void *f_child_thread(void *arg) {
 
 static void f_child(void *pre, size_t pre_n) {
     alarm(30); /* a deadlock after fork ends here */
-    CHECK(intact(pre, pre_n, 9));
+    CHECK(page_intact(pre, pre_n, 9));
     free(pre);
     uint64_t rs = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull + 3;
     void *slot[64] = {0};
@@ -589,14 +573,14 @@ static void f_child(void *pre, size_t pre_n) {
         uint64_t r = f_rand(&rs);
         unsigned i = (unsigned)(r % 64);
         if (slot[i]) {
-            CHECK(intact(slot[i], len[i], i));
+            CHECK(page_intact(slot[i], len[i], i));
             free(slot[i]);
             slot[i] = NULL;
         } else {
             len[i] = step == 17 ? 9 * MiB : f_size(r >> 6);
             slot[i] = malloc(len[i]);
             CHECK(slot[i] != NULL);
-            fill(slot[i], len[i], i);
+            page_fill(slot[i], len[i], i);
         }
     }
     pthread_t t;
@@ -615,7 +599,7 @@ static void case_fork(void) {
         size_t pre_n = (f % 3 == 0) ? 9 * MiB : 200 * KiB;
         void *pre = malloc(pre_n);
         CHECK(pre != NULL);
-        fill(pre, pre_n, 9);
+        page_fill(pre, pre_n, 9);
         atomic_store(&f_batch.live, 0);
         pthread_mutex_lock(&f_batch.mu);
         f_batch.epoch = f;
@@ -636,7 +620,7 @@ static void case_fork(void) {
                     WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
             exit(1);
         }
-        CHECK(intact(pre, pre_n, 9));
+        CHECK(page_intact(pre, pre_n, 9));
         free(pre);
     }
     pthread_mutex_lock(&f_batch.mu);

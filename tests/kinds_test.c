@@ -34,6 +34,7 @@
 
 #include "arena/page_arena.h"
 #include "check.h"
+#include "page_pattern.h"
 #include "hakmem.h"
 #include "hooks/hk_kinds.h"
 
@@ -79,20 +80,6 @@ static int flags_of(unsigned ind) {
     int f;
     CHECK(hak_arena_flags(ind, &f) == 0);
     return f;
-}
-
-/* One byte per page and the last byte; the page bytes stop short of the
- * last byte, which a size of 4096 k + 1 would otherwise share with one. */
-static void fill(unsigned char *p, size_t n, unsigned seed) {
-    for (size_t i = 0; i + 1 < n; i += 4096)
-        p[i] = (unsigned char)(seed + i / 4096);
-    p[n - 1] = (unsigned char)seed;
-}
-
-static void verify(const unsigned char *p, size_t n, unsigned seed) {
-    for (size_t i = 0; i + 1 < n; i += 4096)
-        CHECK(p[i] == (unsigned char)(seed + i / 4096));
-    CHECK(p[n - 1] == (unsigned char)seed);
 }
 
 /* ---- /proc/self/smaps ----------------------------------------------------- */
@@ -491,12 +478,12 @@ static void low_use(unsigned ind, uintptr_t lo, uintptr_t hi) {
     for (int i = 0; i < 64; i++) {
         p[i] = mallocx((size_t)(i % 8 + 1) * 40 * KiB, fl);
         CHECK(p[i] != NULL && (uintptr_t)p[i] >= lo && (uintptr_t)p[i] < hi);
-        fill(p[i], (size_t)(i % 8 + 1) * 40 * KiB, (unsigned)i);
+        page_fill(p[i], (size_t)(i % 8 + 1) * 40 * KiB, (unsigned)i);
     }
     void *small = mallocx(48, fl);
     CHECK(small && (uintptr_t)small >= lo && (uintptr_t)small < hi);
     for (int i = 0; i < 64; i++) {
-        verify(p[i], (size_t)(i % 8 + 1) * 40 * KiB, (unsigned)i);
+        page_verify(p[i], (size_t)(i % 8 + 1) * 40 * KiB, (unsigned)i);
         dallocx(p[i], fl);
     }
     dallocx(small, fl);
@@ -657,7 +644,7 @@ static void *sh_worker(void *arg) {
         size_t n = 16 * KiB + ((rnd >> 8) % 96) * 32 * KiB; /* 16 KiB - 3 MiB */
         unsigned char *p = mallocx(n, MALLOCX_ARENA(a) | MALLOCX_TCACHE_NONE);
         CHECK(p != NULL && hk_kinds_arena_of(p) == (int)a);
-        fill(p, n, (unsigned)n);
+        page_fill(p, n, (unsigned)n);
         unsigned to = (me + 1) % SH_THREADS, k = (rnd >> 4) % SH_SLOTS;
         pthread_mutex_lock(&sh_box[to].lock);
         void *old = sh_box[to].p[k];
@@ -669,7 +656,7 @@ static void *sh_worker(void *arg) {
         pthread_mutex_unlock(&sh_box[to].lock);
         if (old) {
             CHECK(hk_kinds_arena_of(old) == (int)olda);
-            verify(old, oldn, (unsigned)oldn);
+            page_verify(old, oldn, (unsigned)oldn);
             dallocx(old, MALLOCX_TCACHE_NONE);
         }
         if (i % 200 == 0) {
@@ -713,7 +700,7 @@ static void share_phase(void) {
                  * Limits). */
                 if ((kinds[a] & HAK_ARENA_HUGE) && thp)
                     CHECK(range_flag(p, n, "hg", true, false) || vmas_shown(p, n));
-                verify(sh_box[i].p[k], sh_box[i].n[k], (unsigned)sh_box[i].n[k]);
+                page_verify(sh_box[i].p[k], sh_box[i].n[k], (unsigned)sh_box[i].n[k]);
                 dallocx(sh_box[i].p[k], MALLOCX_TCACHE_NONE);
                 sh_box[i].p[k] = NULL;
             }
