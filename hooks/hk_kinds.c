@@ -731,8 +731,9 @@ static void window_free(hk_karena *ka) {
     ka->wsize = 0;
 }
 
-/* Forget a registry entry whose arena is gone (its tcaches are destroyed). */
-static void karena_release(hk_karena *ka) {
+/* Destroy every private cache of the arena (taken off its list under the
+ * lock, dropped outside it). */
+static void karena_drop_tcaches(hk_karena *ka) {
     pa_lock(&ka->tlock);
     hk_tc *list = ka->tcs;
     ka->tcs = NULL;
@@ -742,6 +743,11 @@ static void karena_release(hk_karena *ka) {
         list = t->next;
         tc_drop(t);
     }
+}
+
+/* Forget a registry entry whose arena is gone (its tcaches are destroyed). */
+static void karena_release(hk_karena *ka) {
+    karena_drop_tcaches(ka);
     window_free(ka);
     if (kinds_of(ka))
         kadd(kinds_of(ka), ST_ARENAS, -1);
@@ -845,17 +851,8 @@ HK_EXPORT int hak_arena_destroy(unsigned arena_ind) {
     if (arena_ind >= HK_ARENA_LIMIT)
         return EINVAL;
     hk_karena *ka = atomic_load_explicit(&registry[arena_ind], memory_order_acquire);
-    if (ka) { /* its private caches go first: arena.<i>.destroy requires it */
-        pa_lock(&ka->tlock);
-        hk_tc *list = ka->tcs;
-        ka->tcs = NULL;
-        pa_unlock(&ka->tlock);
-        while (list) {
-            hk_tc *t = list;
-            list = t->next;
-            tc_drop(t);
-        }
-    }
+    if (ka) /* its private caches go first: arena.<i>.destroy requires it */
+        karena_drop_tcaches(ka);
     char name[64];
     snprintf(name, sizeof name, "arena.%u.destroy", arena_ind);
     int err = mallctl(name, NULL, NULL, NULL, 0);
