@@ -21,11 +21,13 @@ test: build
 soak: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -L soak
 
+# BENCH_ARGS: more run.py options, e.g. BENCH_ARGS="--only larson,xmalloc".
+BENCH_ARGS ?=
 bench: build
-	python3 bench/run.py --build $(BUILD)
+	python3 bench/run.py --build $(BUILD) $(BENCH_ARGS)
 
 bench-full: build
-	python3 bench/run.py --build $(BUILD) --full
+	python3 bench/run.py --build $(BUILD) --full $(BENCH_ARGS)
 
 # ASan + UBSan build of the in-process tests (arena, hooks, pools).
 asan: deps

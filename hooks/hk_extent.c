@@ -315,7 +315,7 @@ static int read_hooks(const char *name, extent_hooks_t **out) {
     return mallctl(name, out, &sz, NULL, 0);
 }
 
-HK_EXPORT int hak_arena_attach(unsigned arena_ind) {
+int hk_arena_attach_hooks(unsigned arena_ind) {
     if (arena_ind >= HK_ARENA_LIMIT)
         return EINVAL;
     if (!pa_init())
@@ -343,14 +343,19 @@ HK_EXPORT int hak_arena_attach(unsigned arena_ind) {
             err = read_hooks(name, &old);
         if (err)
             return err;
-        if (old == &hk_hooks) {
-#if !HK_WITH_POOLS
-            pa_background_start(); /* as in hak_arena_create */
-#endif
+        if (old == &hk_hooks)
             return 0;
-        }
     }
     return EAGAIN;
+}
+
+HK_EXPORT int hak_arena_attach(unsigned arena_ind) {
+    int err = hk_arena_attach_hooks(arena_ind);
+#if !HK_WITH_POOLS
+    if (!err)
+        pa_background_start(); /* as in hak_arena_create */
+#endif
+    return err;
 }
 
 void hk_hook_stats_get(hk_hook_stats *o) {

@@ -17,4 +17,8 @@ typedef struct hk_hook_stats {
 } hk_hook_stats;
 void hk_hook_stats_get(hk_hook_stats *out);
 
+/* hak_arena_attach without starting the PageArena's background thread
+ * (libhakmem_je.so starts it when the program starts a thread: hk_je.c). */
+int hk_arena_attach_hooks(unsigned arena_ind);
+
 #endif

@@ -19,7 +19,11 @@
  * Sanitizer builds keep shadow pages of touched memory: there only the
  * PageArena's cached bytes are checked, not the resident set.
  * Built three ways: in process, for LD_PRELOAD=libhakmem.so, and for
- * libhakmem_je.so (HK_JE_PRELOAD; drop and held).
+ * libhakmem_je.so (HK_JE_PRELOAD; drop and held).  libhakmem_je.so starts
+ * its background thread with the program's first thread (hooks/hk_je.c),
+ * so there the blocks are allocated and freed on a second thread, as in a
+ * server; tests/je_pagearena.c `bgthread` checks a single-threaded program
+ * runs without it.
  * Usage: idle_purge drop|held|fork */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -92,6 +96,30 @@ static size_t churn(uint64_t seed) {
     return total;
 }
 
+#if HK_JE_PRELOAD
+struct churn_job {
+    uint64_t seed;
+    size_t total;
+};
+
+static void *churn_thread(void *arg) {
+    struct churn_job *j = arg;
+    j->total = churn(j->seed);
+    return NULL;
+}
+
+/* churn on a thread of its own, joined before the quiet phase. */
+static size_t churn_run(uint64_t seed) {
+    struct churn_job j = {seed, 0};
+    pthread_t t;
+    CHECKM(pthread_create(&t, NULL, churn_thread, &j) == 0, "pthread_create");
+    CHECKM(pthread_join(t, NULL) == 0, "pthread_join");
+    return j.total;
+}
+#else
+static size_t churn_run(uint64_t seed) { return churn(seed); }
+#endif
+
 /* One poll of the quiet process: every PAIR_EVERY-th, a malloc/free pair. */
 static void idle_poll(unsigned i) {
     if (i % PAIR_EVERY == 0) {
@@ -123,7 +151,7 @@ static size_t warm_base(void) {
 
 static void case_drop(void) {
     size_t base = warm_base();
-    size_t total = churn(1);
+    size_t total = churn_run(1);
     size_t after = rss(), last = 0;
     unsigned polls = wait_drop(base, &last);
     printf("drop: %zu MiB allocated; rss base %zu, after free %zu, after %u polls %zu MiB; "
@@ -139,7 +167,7 @@ static void case_drop(void) {
 
 static void case_held(void) {
     size_t base = warm_base();
-    churn(1);
+    churn_run(1);
     for (unsigned i = 0; i < POLLS; i++)
         idle_poll(i);
     size_t last = rss();

@@ -20,7 +20,11 @@
  *               through the forwarded hooks, new ones come from the PageArena;
  *  fork         children forked while two threads allocate: each allocates
  *               small, large and huge blocks, in a new thread too, and exits
- *               cleanly.
+ *               cleanly;
+ *  bgthread     the PageArena's background thread is not running in a
+ *               single-threaded program after it allocated; it runs once
+ *               the program has created a thread (argument `on`), or still
+ *               not with HAKMEM_BACKGROUND=0 (argument `off`).
  * Usage: je_pagearena CASE.  Work is bounded by counts. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -632,9 +636,44 @@ static void case_fork(void) {
     printf("fork: %d children exited cleanly\n", F_FORKS);
 }
 
+static void *bg_idle(void *arg) { return arg; }
+
+static void case_bgthread(bool want) {
+    void *blocks[64];
+    for (int i = 0; i < 64; i++) /* large blocks: extents from the hooks */
+        blocks[i] = malloc((size_t)(i + 1) << 16);
+    for (int i = 0; i < 64; i++)
+        free(blocks[i]);
+    uint64_t before = hstat("stats.page_arena.background.running");
+    if (before != 0) {
+        fprintf(stderr, "je_pagearena: background thread running before any pthread_create\n");
+        exit(1);
+    }
+    pthread_t t;
+    if (pthread_create(&t, NULL, bg_idle, NULL) != 0 || pthread_join(t, NULL) != 0) {
+        fprintf(stderr, "je_pagearena: pthread_create failed\n");
+        exit(1);
+    }
+    uint64_t after = hstat("stats.page_arena.background.running");
+    if (after != (want ? 1 : 0)) {
+        fprintf(stderr, "je_pagearena: background.running %llu after pthread_create, want %d\n",
+                (unsigned long long)after, want ? 1 : 0);
+        exit(1);
+    }
+    printf("je_pagearena: background thread %s after the first pthread_create\n",
+           want ? "started" : "not started");
+}
+
 int main(int argc, char **argv) {
+    if (argc == 3 && !strcmp(argv[1], "bgthread") &&
+        (!strcmp(argv[2], "on") || !strcmp(argv[2], "off"))) {
+        setup();
+        case_bgthread(!strcmp(argv[2], "on"));
+        return 0;
+    }
     if (argc != 2) {
-        fprintf(stderr, "usage: je_pagearena surface|arenas64|alloc_calls|create|fork\n");
+        fprintf(stderr,
+                "usage: je_pagearena surface|arenas64|alloc_calls|create|fork|bgthread on|off\n");
         return 2;
     }
     setup();

@@ -25,6 +25,13 @@ foreach(c surface arenas64 alloc_calls create fork)
   set_tests_properties(je.${c} PROPERTIES LABELS "preload;je_pagearena" TIMEOUT 90
                        ENVIRONMENT "LD_PRELOAD=${HK_JE_LIB}")
 endforeach()
+# The background thread starts with the program's first thread (hk_je.c).
+add_test(NAME je.bgthread COMMAND $<TARGET_FILE:je_pagearena> bgthread on)
+set_tests_properties(je.bgthread PROPERTIES LABELS "preload;je_pagearena" TIMEOUT 60
+                     ENVIRONMENT "LD_PRELOAD=${HK_JE_LIB}")
+add_test(NAME je.bgthread.off COMMAND $<TARGET_FILE:je_pagearena> bgthread off)
+set_tests_properties(je.bgthread.off PROPERTIES LABELS "preload;je_pagearena" TIMEOUT 60
+                     ENVIRONMENT "LD_PRELOAD=${HK_JE_LIB};HAKMEM_BACKGROUND=0")
 foreach(c arenas64 alloc_calls create)
   add_test(NAME je.${c}.retain COMMAND $<TARGET_FILE:je_pagearena> ${c})
   set_tests_properties(je.${c}.retain PROPERTIES LABELS "preload;je_pagearena" TIMEOUT 90
